@@ -6,6 +6,11 @@
 #include <torch/extension.h>
 
 #include "backends.h"
+#include "trie.h"
+
+#include <fstream>
+#include <memory>
+#include <sstream>
 
 namespace eager_ext {
 namespace {
@@ -171,6 +176,93 @@ at::Tensor gathered_infonce_backward_impl(const at::Tensor& grad_loss, const at:
                   logits);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Trie ops. The trie arrives as its flat tensors plus three numbers the pybind11 ItemTrie
+// computed when it was built, so no step ever scans the trie or syncs with the device.
+
+struct TrieArgs {
+  at::Tensor child_offsets, child_tokens, child_nodes;
+  int64_t min_token, max_token, max_children;
+};
+
+TrieTensors check_trie(const char* op, const at::Tensor& logits, const TrieArgs& trie,
+                       int64_t vocab_offset) {
+  check_dim(logits, 2, op, "logits", "[rows, V]");
+  check_float(logits, op, "logits");
+  for (const auto& [t, name] : {std::pair{trie.child_offsets, "trie.child_offsets"},
+                                {trie.child_tokens, "trie.child_tokens"},
+                                {trie.child_nodes, "trie.child_nodes"}}) {
+    check_long(t, op, name);
+    check_dim(t, 1, op, name, "[n]");
+    TORCH_CHECK_VALUE(t.device() == logits.device(), op, ": the trie is on ", t.device(),
+                      " but logits is on ", logits.device(), "; move it with trie.to(device)");
+  }
+  TORCH_CHECK_VALUE(trie.child_offsets.size(0) >= 1 &&
+                        trie.child_tokens.size(0) == trie.child_nodes.size(0),
+                    op, ": inconsistent trie arrays");
+  const int64_t first_column = vocab_offset, last_column = vocab_offset + logits.size(1) - 1;
+  TORCH_CHECK_INDEX(trie.min_token >= first_column && trie.max_token <= last_column, op,
+                    ": the trie's tokens span ", trie.min_token, " to ", trie.max_token,
+                    " but the logits' columns hold tokens ", first_column, " to ", last_column,
+                    " (vocab_offset = ", vocab_offset, ", V = ", logits.size(1), ")");
+  return {trie.child_offsets.contiguous(), trie.child_tokens.contiguous(),
+          trie.child_nodes.contiguous(), trie.max_children};
+}
+
+// Rows need unit column stride only: a column slice of the full logits is read in place.
+at::Tensor rows_with_unit_column_stride(const at::Tensor& logits) {
+  return logits.stride(1) == 1 ? logits : logits.contiguous();
+}
+
+template <auto Kernel>
+BeamStep trie_beam_step_impl(const at::Tensor& logits, const at::Tensor& beam_scores,
+                             const at::Tensor& nodes, const at::Tensor& child_offsets,
+                             const at::Tensor& child_tokens, const at::Tensor& child_nodes,
+                             int64_t num_beams, int64_t vocab_offset, bool log_normalize,
+                             int64_t min_token, int64_t max_token, int64_t max_children) {
+  constexpr const char* op = "trie_beam_step";
+  const TrieTensors trie = check_trie(
+      op, logits, {child_offsets, child_tokens, child_nodes, min_token, max_token, max_children},
+      vocab_offset);
+  TORCH_CHECK_VALUE(num_beams >= 1, op, ": num_beams must be >= 1, got ", num_beams);
+  TORCH_CHECK_VALUE(logits.size(0) % num_beams == 0, op, ": logits has ", logits.size(0),
+                    " rows, which is not batch x num_beams for num_beams = ", num_beams);
+  check_dim(beam_scores, 1, op, "beam_scores", "[rows]");
+  check_dim(nodes, 1, op, "nodes", "[rows]");
+  TORCH_CHECK_TYPE(beam_scores.scalar_type() == at::kFloat, op,
+                   ": beam_scores must be float32, got ", beam_scores.scalar_type());
+  check_long(nodes, op, "nodes");
+  check_same_device(beam_scores, logits, op, "beam_scores", "logits");
+  check_same_device(nodes, logits, op, "nodes", "logits");
+  TORCH_CHECK_VALUE(beam_scores.size(0) == logits.size(0) && nodes.size(0) == logits.size(0), op,
+                    ": beam_scores and nodes need one entry per logits row (", logits.size(0),
+                    "), got ", beam_scores.size(0), " and ", nodes.size(0));
+  return Kernel(rows_with_unit_column_stride(logits), beam_scores.contiguous(), nodes.contiguous(),
+                trie, num_beams, vocab_offset, log_normalize);
+}
+
+template <auto Kernel>
+void trie_mask_impl(const at::Tensor& logits, const at::Tensor& nodes,
+                          const at::Tensor& child_offsets, const at::Tensor& child_tokens,
+                          const at::Tensor& child_nodes, int64_t vocab_offset, int64_t min_token,
+                          int64_t max_token, int64_t max_children) {
+  constexpr const char* op = "trie_mask_";
+  const TrieTensors trie = check_trie(
+      op, logits, {child_offsets, child_tokens, child_nodes, min_token, max_token, max_children},
+      vocab_offset);
+  TORCH_CHECK_VALUE(logits.stride(1) == 1, op, ": logits must have unit stride along the "
+                    "vocabulary to be masked in place; pass a contiguous tensor");
+  check_dim(nodes, 1, op, "nodes", "[rows]");
+  check_long(nodes, op, "nodes");
+  check_same_device(nodes, logits, op, "nodes", "logits");
+  TORCH_CHECK_VALUE(nodes.size(0) == logits.size(0), op, ": nodes has ", nodes.size(0),
+                    " entries but logits has ", logits.size(0), " rows");
+  // Masking is used with HF generate, which syncs every step anyway; one more buys an exact error.
+  check_index_range(nodes, child_offsets.size(0) - 1, op, "nodes", "the trie's nodes");
+  Kernel(logits, nodes.contiguous(), trie, vocab_offset);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(eager_ext, m) {
@@ -181,6 +273,13 @@ TORCH_LIBRARY(eager_ext, m) {
   m.def("gathered_infonce_backward(Tensor grad_loss, Tensor query, Tensor table, "
         "Tensor positive_ids, Tensor negative_ids, float temperature, Tensor? valid=None) -> "
         "Tensor");
+  m.def("trie_beam_step(Tensor logits, Tensor beam_scores, Tensor nodes, Tensor child_offsets, "
+        "Tensor child_tokens, Tensor child_nodes, int num_beams, int vocab_offset, "
+        "bool log_normalize, int min_token, int max_token, int max_children) -> "
+        "(Tensor scores, Tensor parents, Tensor tokens, Tensor next_nodes)");
+  m.def("trie_mask_(Tensor(a!) logits, Tensor nodes, Tensor child_offsets, Tensor child_tokens, "
+        "Tensor child_nodes, int vocab_offset, int min_token, int max_token, int max_children) "
+        "-> ()");
 }
 
 TORCH_LIBRARY_IMPL(eager_ext, CPU, m) {
@@ -190,6 +289,8 @@ TORCH_LIBRARY_IMPL(eager_ext, CPU, m) {
   m.impl("gathered_infonce_backward",
          &gathered_infonce_backward_impl<cpu::gathered_infonce_forward,
                                          cpu::gathered_infonce_backward>);
+  m.impl("trie_beam_step", &trie_beam_step_impl<cpu::trie_beam_step>);
+  m.impl("trie_mask_", &trie_mask_impl<cpu::trie_mask_>);
 }
 
 #ifdef EAGER_EXT_WITH_CUDA
@@ -200,9 +301,198 @@ TORCH_LIBRARY_IMPL(eager_ext, CUDA, m) {
   m.impl("gathered_infonce_backward",
          &gathered_infonce_backward_impl<cuda::gathered_infonce_forward,
                                          cuda::gathered_infonce_backward>);
+  m.impl("trie_beam_step", &trie_beam_step_impl<cuda::trie_beam_step>);
+  m.impl("trie_mask_", &trie_mask_impl<cuda::trie_mask_>);
 }
 #endif
 
+}  // namespace eager_ext
+
+namespace eager_ext {
+namespace {
+
+// The Python face of ItemTrie: an immutable C++ trie, shared between copies on different
+// devices, plus its arrays as tensors on this copy's device. insert() builds a new trie and
+// swaps it in, so other copies keep the version they had.
+class PyItemTrie {
+ public:
+  PyItemTrie(std::shared_ptr<const ItemTrie> trie, c10::Device device)
+      : trie_(std::move(trie)), device_(device) {
+    upload();
+  }
+
+  static PyItemTrie from_tensor(const at::Tensor& tokens) {
+    check_token_matrix(tokens, "ItemTrie.from_codes", "tokens");
+    const at::Tensor rows = tokens.to(at::kCPU, at::kLong).contiguous();
+    std::vector<int64_t> codes(rows.const_data_ptr<int64_t>(), rows.const_data_ptr<int64_t>() + rows.numel());
+    return PyItemTrie(std::make_shared<const ItemTrie>(ItemTrie::from_codes(std::move(codes), rows.size(0), rows.size(1))),
+                      c10::Device(c10::kCPU));
+  }
+
+  static PyItemTrie from_rows(const std::vector<std::vector<int64_t>>& rows) {
+    return from_tensor(rows_to_tensor(rows, "ItemTrie.from_codes"));
+  }
+
+  PyItemTrie to(const c10::Device& device) const { return PyItemTrie(trie_, device); }
+
+  at::Tensor insert(const at::Tensor& tokens) {
+    check_token_matrix(tokens, "ItemTrie.insert", "tokens");
+    TORCH_CHECK_VALUE(tokens.size(1) == trie_->depth(), "ItemTrie.insert: tokens must have ",
+                      trie_->depth(), " columns (the trie's depth), got ", tokens.size(1));
+    const at::Tensor rows = tokens.to(at::kCPU, at::kLong).contiguous();
+    auto updated = std::make_shared<ItemTrie>(*trie_);
+    const std::vector<int64_t> ids = updated->insert(
+        std::vector<int64_t>(rows.const_data_ptr<int64_t>(), rows.const_data_ptr<int64_t>() + rows.numel()),
+        rows.size(0));
+    trie_ = std::move(updated);
+    upload();
+    return vector_to_tensor(ids);
+  }
+
+  at::Tensor lookup(const at::Tensor& tokens) const {
+    TORCH_CHECK_VALUE(tokens.dim() == 2, "ItemTrie.lookup: tokens must have shape [M, L], got ",
+                      tokens.sizes());
+    TORCH_CHECK_TYPE(!at::isFloatingType(tokens.scalar_type()) && tokens.scalar_type() != at::kBool,
+                     "ItemTrie.lookup: tokens must be integers, got ", tokens.scalar_type());
+    const at::Tensor rows = tokens.to(at::kCPU, at::kLong).contiguous();
+    std::vector<int64_t> items(rows.size(0));
+    for (int64_t i = 0; i < rows.size(0); ++i)
+      items[i] = trie_->lookup(rows.const_data_ptr<int64_t>() + i * rows.size(1), rows.size(1));
+    return vector_to_tensor(items).to(tokens.device());
+  }
+
+  // -1 (the padding a beam step writes) maps to -1; any other node outside the trie is an error.
+  at::Tensor item_of(const at::Tensor& nodes) const {
+    TORCH_CHECK_TYPE(nodes.scalar_type() == at::kLong, "ItemTrie.item_of: nodes must be int64, got ",
+                     nodes.scalar_type());
+    const at::Tensor flat = nodes.reshape({-1}).to(device_);
+    const at::Tensor bad = ((flat < -1) | (flat >= trie_->num_nodes())).nonzero();
+    TORCH_CHECK_INDEX(bad.size(0) == 0, "ItemTrie.item_of: node ", flat[bad[0][0]].item<int64_t>(),
+                      " is out of range (the trie has ", trie_->num_nodes(), " nodes)");
+    const at::Tensor padded = at::cat({leaf_items_, at::full({1}, -1, leaf_items_.options())});
+    // Node -1 indexes the appended -1.
+    const at::Tensor index = at::where(flat < 0, at::full_like(flat, trie_->num_nodes()), flat);
+    return padded.index_select(0, index).reshape(nodes.sizes()).to(nodes.device());
+  }
+
+  void save(const std::string& path) const { trie_->save(path); }
+
+  static PyItemTrie load(const std::string& path) {
+    if (!std::ifstream(path)) {
+      PyErr_SetString(PyExc_FileNotFoundError, ("ItemTrie.load: no such file: " + path).c_str());
+      throw pybind11::error_already_set();
+    }
+    return PyItemTrie(std::make_shared<const ItemTrie>(ItemTrie::load(path)), c10::Device(c10::kCPU));
+  }
+
+  const ItemTrie& trie() const { return *trie_; }
+  c10::Device device() const { return device_; }
+  const at::Tensor& child_offsets() const { return child_offsets_; }
+  const at::Tensor& child_tokens() const { return child_tokens_; }
+  const at::Tensor& child_nodes() const { return child_nodes_; }
+  const at::Tensor& leaf_items() const { return leaf_items_; }
+  at::Tensor codes() const {
+    return vector_to_tensor(trie_->codes()).view({trie_->num_items(), trie_->depth()});
+  }
+
+  std::string repr() const {
+    std::ostringstream out;
+    out << "ItemTrie(num_items=" << trie_->num_items() << ", depth=" << trie_->depth()
+        << ", num_nodes=" << trie_->num_nodes() << ", tokens=" << trie_->min_token() << ".."
+        << trie_->max_token() << ", device=" << device_ << ")";
+    return out.str();
+  }
+
+  static at::Tensor rows_to_tensor(const std::vector<std::vector<int64_t>>& rows, const char* where) {
+    TORCH_CHECK_VALUE(!rows.empty(), where, ": tokens is empty; the trie needs at least one item");
+    const size_t width = rows[0].size();
+    std::vector<int64_t> flat;
+    flat.reserve(rows.size() * width);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      TORCH_CHECK_VALUE(rows[i].size() == width, where, ": ragged tokens: row ", i, " has ",
+                        rows[i].size(), " tokens but row 0 has ", width,
+                        "; every item needs the same number of tokens");
+      flat.insert(flat.end(), rows[i].begin(), rows[i].end());
+    }
+    return vector_to_tensor(flat).view({static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)});
+  }
+
+ private:
+  static void check_token_matrix(const at::Tensor& tokens, const char* where, const char* name) {
+    TORCH_CHECK_VALUE(tokens.dim() == 2, where, ": ", name, " must have shape [N, L], got ",
+                      tokens.sizes());
+    TORCH_CHECK_TYPE(!at::isFloatingType(tokens.scalar_type()) && tokens.scalar_type() != at::kBool,
+                     where, ": ", name, " must be integers, got ", tokens.scalar_type());
+  }
+
+  static at::Tensor vector_to_tensor(const std::vector<int64_t>& values) {
+    at::Tensor out = at::empty({static_cast<int64_t>(values.size())}, at::kLong);
+    std::copy(values.begin(), values.end(), out.data_ptr<int64_t>());
+    return out;
+  }
+
+  void upload() {
+    child_offsets_ = vector_to_tensor(trie_->child_offsets()).to(device_);
+    child_tokens_ = vector_to_tensor(trie_->child_tokens()).to(device_);
+    child_nodes_ = vector_to_tensor(trie_->child_nodes()).to(device_);
+    leaf_items_ = vector_to_tensor(trie_->leaf_items()).to(device_);
+  }
+
+  std::shared_ptr<const ItemTrie> trie_;
+  c10::Device device_;
+  at::Tensor child_offsets_, child_tokens_, child_nodes_, leaf_items_;
+};
+
+std::string path_string(const pybind11::object& path) {
+  return pybind11::str(pybind11::module_::import("os").attr("fspath")(path));
+}
+
+void bind_item_trie(pybind11::module_& m) {
+  namespace py = pybind11;
+  py::class_<PyItemTrie>(m, "ItemTrie", R"doc(
+The set of valid items as a trie of token sequences, stored flat for the beam-step kernels.
+
+Build it with ItemTrie.from_codes(tokens), where tokens [N, L] holds each item's token ids
+(item id = row index). Nodes are numbered breadth-first (root 0) with siblings in token order;
+node ids are only valid for one version of a trie (insert renumbers them). Arrays:
+child_offsets [num_nodes + 1], child_tokens and child_nodes [num_nodes - 1], leaf_items
+[num_nodes] (-1 for internal nodes), all int64 on the trie's device.)doc")
+      .def_static("from_codes", &PyItemTrie::from_tensor, py::arg("tokens"),
+                  "Builds a trie from an integer tensor [N, L]; duplicate rows raise ValueError.")
+      .def_static("from_codes", &PyItemTrie::from_rows, py::arg("tokens"),
+                  "Builds a trie from a list of N rows of L token ids.")
+      .def_static("load", [](const py::object& path) { return PyItemTrie::load(path_string(path)); },
+                  py::arg("path"), "Reads a trie written by save() (onto the CPU).")
+      .def("save", [](const PyItemTrie& t, const py::object& path) { t.save(path_string(path)); },
+           py::arg("path"), "Writes the trie atomically (no pickle: a small checksummed binary file).")
+      .def("to", &PyItemTrie::to, py::arg("device"), "A copy whose arrays live on `device`.")
+      .def("to", [](const PyItemTrie& t, const std::string& device) { return t.to(c10::Device(device)); },
+           py::arg("device"))
+      .def("insert", &PyItemTrie::insert, py::arg("tokens"),
+           "Adds new items [M, L] with ids num_items .. num_items + M - 1 and returns those ids.")
+      .def("insert", [](PyItemTrie& t, const std::vector<std::vector<int64_t>>& rows) {
+             return t.insert(PyItemTrie::rows_to_tensor(rows, "ItemTrie.insert"));
+           }, py::arg("tokens"))
+      .def("lookup", &PyItemTrie::lookup, py::arg("tokens"),
+           "Item id of each row of tokens [M, L'], or -1 where no item has exactly those tokens.")
+      .def("item_of", &PyItemTrie::item_of, py::arg("nodes"),
+           "Item id at each node, -1 for internal nodes and for the padding node -1.")
+      .def_property_readonly("num_items", [](const PyItemTrie& t) { return t.trie().num_items(); })
+      .def_property_readonly("depth", [](const PyItemTrie& t) { return t.trie().depth(); })
+      .def_property_readonly("num_nodes", [](const PyItemTrie& t) { return t.trie().num_nodes(); })
+      .def_property_readonly("max_children", [](const PyItemTrie& t) { return t.trie().max_children(); })
+      .def_property_readonly("min_token", [](const PyItemTrie& t) { return t.trie().min_token(); })
+      .def_property_readonly("max_token", [](const PyItemTrie& t) { return t.trie().max_token(); })
+      .def_property_readonly("device", &PyItemTrie::device)
+      .def_property_readonly("child_offsets", &PyItemTrie::child_offsets)
+      .def_property_readonly("child_tokens", &PyItemTrie::child_tokens)
+      .def_property_readonly("child_nodes", &PyItemTrie::child_nodes)
+      .def_property_readonly("leaf_items", &PyItemTrie::leaf_items)
+      .def_property_readonly("codes", &PyItemTrie::codes, "The items' tokens [num_items, depth] (CPU).")
+      .def("__repr__", &PyItemTrie::repr);
+}
+
+}  // namespace
 }  // namespace eager_ext
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -214,4 +504,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return false;
 #endif
   }, "Whether this build of the extension contains the CUDA kernels.");
+  eager_ext::bind_item_trie(m);
 }

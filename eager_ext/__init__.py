@@ -16,7 +16,8 @@ except ImportError as error:  # pragma: no cover - only without a build
         "The plain-torch reference, eager_ext.reference, works without them."
     ) from error
 
-from .ops import gathered_infonce, rq_encode, summary_gather
+from ._C import ItemTrie
+from .ops import gathered_infonce, rq_encode, summary_gather, trie_beam_step, trie_mask_
 
 
 def cuda_kernels_built() -> bool:
@@ -24,4 +25,12 @@ def cuda_kernels_built() -> bool:
     return _C.cuda_kernels_built()
 
 
-__all__ = ["rq_encode", "summary_gather", "gathered_infonce", "cuda_kernels_built"]
+__all__ = [
+    "ItemTrie",
+    "cuda_kernels_built",
+    "gathered_infonce",
+    "rq_encode",
+    "summary_gather",
+    "trie_beam_step",
+    "trie_mask_",
+]

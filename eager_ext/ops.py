@@ -79,6 +79,58 @@ def gathered_infonce(
     return _ops.gathered_infonce(query, table, positive_ids, negative_ids, float(temperature), valid)
 
 
+def trie_beam_step(
+    logits: Tensor,
+    beam_scores: Tensor,
+    nodes: Tensor,
+    trie,
+    num_beams: int,
+    vocab_offset: int = 0,
+    log_normalize: bool = True,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One step of beam search in which every beam stays a prefix of a real item.
+
+    Args:
+        logits: ``[B * W, V]`` (W = num_beams; float32, float16 or bfloat16); column ``j`` holds
+            token ``vocab_offset + j``. A column slice of the full logits is read in place.
+        beam_scores: ``[B * W]`` float32 running scores; ``-inf`` marks a dead beam (the first
+            step starts with one live beam per batch element).
+        nodes: ``[B * W]`` int64 trie node of each beam (anything on dead beams).
+        trie: an :class:`eager_ext.ItemTrie` on the logits' device.
+        num_beams: W, the beams kept per batch element.
+        vocab_offset: token id of column 0.
+        log_normalize: score ``logit - logsumexp(row)`` (True) or the raw logit (False).
+
+    Returns:
+        ``scores [B, W]`` (beam score + token score), ``parents [B, W]`` (beam index within the
+        batch element), ``tokens [B, W]`` (token ids) and ``next_nodes [B, W]``, best first, ties
+        broken by beam index then token. Where fewer than W candidates exist the rest have
+        score ``-inf``, token ``-1``, node ``-1`` and parent 0. No host synchronisation; the
+        cost does not depend on the number of items.
+    """
+    return _ops.trie_beam_step(
+        logits, beam_scores, nodes, trie.child_offsets, trie.child_tokens, trie.child_nodes,
+        num_beams, vocab_offset, log_normalize, trie.min_token, trie.max_token, trie.max_children,
+    )
+
+
+def trie_mask_(logits: Tensor, nodes: Tensor, trie, vocab_offset: int = 0) -> Tensor:
+    """Sets, in place, every column of each row that is not a child token of the row's node to
+    ``-inf`` (for a Hugging Face ``LogitsProcessor``), and returns ``logits``.
+
+    Args:
+        logits: ``[rows, V]`` float32, float16 or bfloat16 with unit column stride.
+        nodes: ``[rows]`` int64 trie node of each row.
+        trie: an :class:`eager_ext.ItemTrie` on the logits' device.
+        vocab_offset: token id of column 0.
+    """
+    _ops.trie_mask_(
+        logits, nodes, trie.child_offsets, trie.child_tokens, trie.child_nodes,
+        vocab_offset, trie.min_token, trie.max_token, trie.max_children,
+    )
+    return logits
+
+
 # ---------------------------------------------------------------------------------------------
 # Fake kernels: output shapes and dtypes only, for tracing.
 
@@ -107,6 +159,28 @@ def _gathered_infonce_backward_fake(
     grad_loss, query, table, positive_ids, negative_ids, temperature, valid=None
 ):
     return torch.empty_like(query)
+
+
+@torch.library.register_fake("eager_ext::trie_beam_step")
+def _trie_beam_step_fake(
+    logits, beam_scores, nodes, child_offsets, child_tokens, child_nodes, num_beams,
+    vocab_offset, log_normalize, min_token, max_token, max_children,
+):
+    torch._check(logits.dim() == 2, lambda: "trie_beam_step: logits must have shape [rows, V]")
+    shape = (logits.shape[0] // num_beams, num_beams)
+    return (
+        beam_scores.new_empty(shape),
+        nodes.new_empty(shape),
+        nodes.new_empty(shape),
+        nodes.new_empty(shape),
+    )
+
+
+@torch.library.register_fake("eager_ext::trie_mask_")
+def _trie_mask_fake(
+    logits, nodes, child_offsets, child_tokens, child_nodes, vocab_offset, min_token, max_token, max_children
+):
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,3 +47,53 @@ def gathered_infonce(
     if valid is None:
         valid = torch.ones(query.shape[0], dtype=torch.bool, device=query.device)
     return (per_row * valid).sum() / valid.sum().clamp(min=1)
+
+
+def trie_allowed(nodes: Tensor, trie, num_columns: int, vocab_offset: int = 0) -> Tensor:
+    """``[rows, V]`` bool: True where the column's token is a child of the row's node.
+    Rows whose node is -1 allow nothing."""
+    offsets = trie.child_offsets.to(nodes.device)
+    tokens = trie.child_tokens.to(nodes.device)
+    allowed = torch.zeros(nodes.shape[0], num_columns, dtype=torch.bool, device=nodes.device)
+    for row, node in enumerate(nodes.tolist()):
+        if node >= 0:
+            allowed[row, tokens[offsets[node] : offsets[node + 1]] - vocab_offset] = True
+    return allowed
+
+
+def trie_mask_(logits: Tensor, nodes: Tensor, trie, vocab_offset: int = 0) -> Tensor:
+    """``masked_fill_`` of every column outside the row's allowed children."""
+    allowed = trie_allowed(nodes, trie, logits.shape[1], vocab_offset)
+    return logits.masked_fill_(~allowed, float("-inf"))
+
+
+def trie_beam_step(logits, beam_scores, nodes, trie, num_beams, vocab_offset=0, log_normalize=True):
+    """Dense beam step: a [rows, V] allowed mask, scores for every column, a stable sort of each
+    batch element's W x V scores (the stable sort gives ties to the lower beam, then token)."""
+    rows, num_columns = logits.shape
+    batch = rows // num_beams
+    live = beam_scores > float("-inf")
+    allowed = trie_allowed(torch.where(live, nodes, -1), trie, num_columns, vocab_offset)
+    token_scores = logits.float()
+    if log_normalize:
+        token_scores = token_scores - torch.logsumexp(token_scores, dim=1, keepdim=True)
+    scores = beam_scores[:, None] + token_scores
+    scores = scores.masked_fill(~allowed | scores.isnan(), float("-inf"))
+    flat = scores.view(batch, num_beams * num_columns)
+    best, index = torch.sort(flat, dim=1, descending=True, stable=True)
+    best, index = best[:, :num_beams], index[:, :num_beams]
+    parents = index // num_columns
+    columns = index % num_columns
+    found = best > float("-inf")
+    tokens = torch.where(found, columns + vocab_offset, -1)
+    edge_nodes = nodes.view(batch, num_beams).gather(1, parents)
+    next_nodes = torch.full_like(tokens, -1)
+    child_tokens, child_nodes, offsets = trie.child_tokens, trie.child_nodes, trie.child_offsets
+    for b, w in found.nonzero().tolist():
+        node = int(edge_nodes[b, w])
+        children = child_tokens[offsets[node] : offsets[node + 1]]
+        edge = int(offsets[node]) + int(torch.searchsorted(children, tokens[b, w]))
+        next_nodes[b, w] = child_nodes[edge]
+    parents = torch.where(found, parents, 0)
+    best = torch.where(found, best, float("-inf"))
+    return best, parents, tokens, next_nodes
