@@ -48,4 +48,24 @@ void gathered_infonce_backward(const float* grad_loss, const void* query, const 
                                int64_t num_negatives, int64_t dim, float temperature,
                                const float* logits, void* grad_query, void* stream);
 
+// One step of trie-constrained beam search; the semantics are those of the CPU kernel
+// (csrc/cpu/trie_beam_step.cpp) and of eager_ext.reference.trie_beam_step. logits [rows, v]
+// with rows = batch * num_beams (row stride row_stride elements, unit column stride). A live
+// beam (score > -inf) on an out-of-range node has no candidates (the host cannot be told
+// without a sync); a child column outside [0, v) is skipped; neither is ever read.
+// workspace: trie_beam_step_workspace_bytes(...) bytes of device memory.
+int64_t trie_beam_step_workspace_bytes(int64_t batch, int64_t num_beams, int64_t max_children);
+void trie_beam_step(const void* logits, int64_t row_stride, Float dtype, int64_t batch,
+                    int64_t num_beams, int64_t v, const float* beam_scores, const int64_t* nodes,
+                    const int64_t* child_offsets, const int64_t* child_tokens,
+                    const int64_t* child_nodes, int64_t num_nodes, int64_t max_children,
+                    int64_t vocab_offset, bool log_normalize, void* workspace, float* scores,
+                    int64_t* parents, int64_t* tokens, int64_t* next_nodes, void* stream);
+
+// In place: every column of row r that is not a child token of nodes[r] becomes -inf. nodes
+// are already validated; logits [rows, v] with row stride row_stride and unit column stride.
+void trie_mask(void* logits, int64_t row_stride, Float dtype, int64_t rows, int64_t v,
+               const int64_t* nodes, const int64_t* child_offsets, const int64_t* child_tokens,
+               int64_t vocab_offset, void* stream);
+
 }  // namespace eager_ext::cuda
