@@ -14,6 +14,7 @@ from torch import Tensor
 
 import eager_ext
 
+from .automaton import PositionAutomaton
 from .model_io import CausalLMRunner
 
 SCORE_SPACES = ("items", "vocab")
@@ -88,17 +89,14 @@ def constrained_beam_search(
     """
     num_return_sequences = num_return_sequences or num_beams
     _check_inputs(input_ids, attention_mask, trie, num_beams, num_return_sequences, score_space)
-    was_training = model.training
-    model.eval()  # dropout would make the search random
-    try:
-        with torch.inference_mode():
-            return _search(model, input_ids, attention_mask, trie, num_beams, num_return_sequences,
-                           score_space, item_tokens)
-    finally:
-        model.train(was_training)
+    nodes, _, scores = _run_search(model, input_ids, attention_mask, trie, num_beams, score_space, item_tokens)
+    items = trie.item_of(nodes)
+    return items[:, :num_return_sequences], scores[:, :num_return_sequences]
 
 
-def _search(model, input_ids, attention_mask, trie, num_beams, num_return_sequences, score_space, item_tokens):
+def _search(model, input_ids, attention_mask, trie, num_beams, score_space, item_tokens):
+    """The search loop over any trie-shaped automaton (ItemTrie or PositionAutomaton).
+    Returns the final nodes [B, W], the token sequences [B, W, depth] and the scores [B, W]."""
     runner = CausalLMRunner(model)
     device = runner.device
     if trie.device != device:
@@ -116,6 +114,7 @@ def _search(model, input_ids, attention_mask, trie, num_beams, num_return_sequen
     beam_scores[:, 0] = 0.0
     beam_scores = beam_scores.view(-1)
     nodes = torch.zeros(batch * width, dtype=torch.long, device=device)
+    sequences = torch.empty(batch, width, 0, dtype=torch.long, device=device)
     cache.batch_repeat_interleave(width)
     attention_mask = attention_mask.repeat_interleave(width, dim=0)
     next_position = positions[:, -1:].repeat_interleave(width, dim=0) + 1
@@ -126,6 +125,7 @@ def _search(model, input_ids, attention_mask, trie, num_beams, num_return_sequen
             logits, beam_scores, nodes, trie, width, vocab_offset=first, log_normalize=True
         )
         beam_scores, nodes = scores.view(-1), next_nodes.view(-1)
+        sequences = torch.cat([sequences.gather(1, parents[..., None].expand(-1, -1, step)), tokens[..., None]], dim=2)
         if step == trie.depth - 1:
             break
         cache.reorder_cache((parents + batch_base).view(-1))
@@ -134,6 +134,44 @@ def _search(model, input_ids, attention_mask, trie, num_beams, num_return_sequen
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch * width, 1)], dim=1)
         logits, cache = runner.step(step_tokens, attention_mask, next_position, cache, first, last)
         next_position = next_position + 1
+    return nodes.view(batch, width), sequences, beam_scores.view(batch, width)
 
-    items = trie.item_of(nodes).view(batch, width)
-    return items[:, :num_return_sequences], beam_scores.view(batch, width)[:, :num_return_sequences]
+
+def _run_search(model, input_ids, attention_mask, trie, num_beams, score_space, item_tokens):
+    was_training = model.training
+    model.eval()  # dropout would make the search random
+    try:
+        with torch.inference_mode():
+            return _search(model, input_ids, attention_mask, trie, num_beams, score_space, item_tokens)
+    finally:
+        model.train(was_training)
+
+
+def position_constrained_beam_search(
+    model,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    trie,
+    num_beams: int = 20,
+    num_return_sequences: int | None = None,
+    score_space: str = "items",
+    item_tokens: tuple[int, int] | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The released EAGER-LLM constraint, for comparison: each position may take any token seen
+    at that position among the items, so beams can spell sequences that are no item; those are
+    filtered afterwards. Same arguments as :func:`constrained_beam_search`.
+
+    Returns:
+        ``items [B, k]`` (-1 where the sequence is no item, or where no sequence was found),
+        ``scores [B, k]``, and ``valid [B, k]`` bool: the sequence is a real item.
+    """
+    num_return_sequences = num_return_sequences or num_beams
+    _check_inputs(input_ids, attention_mask, trie, num_beams, num_return_sequences, score_space)
+    automaton = PositionAutomaton.from_trie(trie)
+    _, sequences, scores = _run_search(model, input_ids, attention_mask, automaton, num_beams, score_space,
+                                       item_tokens)
+    found = scores > float("-inf")
+    items = trie.lookup(sequences.reshape(-1, trie.depth).cpu()).view(scores.shape).to(scores.device)
+    items = torch.where(found, items, -1)
+    k = num_return_sequences
+    return items[:, :k], scores[:, :k], (items >= 0)[:, :k]
