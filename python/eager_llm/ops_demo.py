@@ -62,6 +62,32 @@ def _contrast(generator: torch.Generator) -> None:
           f"{touched} summary positions of {batch * seq} hidden rows")
 
 
+def _decode(generator: torch.Generator) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from .generate import constrained_beam_search
+
+    levels, codes_per_level, vocab = 4, 256, 4096
+    first_item_token = vocab - levels * codes_per_level
+    codes = torch.unique(torch.randint(0, codes_per_level, (12_500, levels), generator=generator), dim=0)[:12_101]
+    trie = eager_ext.ItemTrie.from_codes(codes + first_item_token + torch.arange(levels) * codes_per_level)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2)).eval()
+    prompts = torch.randint(3, first_item_token, (8, 40), generator=generator)
+    mask = torch.ones_like(prompts)
+    constrained_beam_search(model, prompts, mask, trie, num_beams=20)  # warm-up
+    start = time.perf_counter()
+    items, scores = constrained_beam_search(model, prompts, mask, trie, num_beams=20)
+    seconds = time.perf_counter() - start
+    real = bool(((items >= 0) & (items < trie.num_items)).all())
+    print(f"ItemTrie + constrained_beam_search: {trie.num_items:,} items of {levels} tokens "
+          f"({trie.num_nodes:,} trie nodes), a random tiny Llama, 8 prompts x 20 beams")
+    print(f"  {8 / seconds:.0f} prompts/s; every returned id is a real item: {real}; "
+          f"prompt 0's top 3: items {items[0, :3].tolist()} (log-prob {scores[0, 0]:.2f}, {scores[0, 1]:.2f}, "
+          f"{scores[0, 2]:.2f})")
+
+
 def run(seed: int = 0) -> None:
     """Runs the tour and prints a few lines per op."""
     generator = torch.Generator().manual_seed(seed)
@@ -69,3 +95,4 @@ def run(seed: int = 0) -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     _quantize(generator)
     _contrast(generator)
+    _decode(generator)
