@@ -1,6 +1,7 @@
 // Tensor-level CUDA backends: allocate outputs and hand raw pointers to the launchers in
 // launch.h. ops.cpp has already validated every argument and made the inputs contiguous (except
 // where a stride is passed on), so this file only maps tensors to pointers, dtypes and streams.
+// Nothing here waits for the device: a beam step must not cost a host synchronisation.
 //
 // Only light ATen headers: this translation unit is compiled by the host compiler, and
 // torch/extension.h would multiply its compile time.
@@ -112,6 +113,49 @@ at::Tensor gathered_infonce_backward(const at::Tensor& grad_loss, const at::Tens
       current_stream(query));
   check_launch("gathered_infonce_backward");
   return grad_query;
+}
+
+BeamStep trie_beam_step(const at::Tensor& logits, const at::Tensor& beam_scores,
+                        const at::Tensor& nodes, const TrieTensors& trie, int64_t num_beams,
+                        int64_t vocab_offset, bool log_normalize) {
+  constexpr const char* op = "trie_beam_step";
+  const c10::cuda::CUDAGuard guard(logits.device());
+  const int64_t batch = logits.size(0) / num_beams;
+  at::Tensor scores = at::empty({batch, num_beams}, beam_scores.options());
+  at::Tensor parents = at::empty({batch, num_beams}, nodes.options());
+  at::Tensor tokens = at::empty({batch, num_beams}, nodes.options());
+  at::Tensor next_nodes = at::empty({batch, num_beams}, nodes.options());
+  if (batch == 0) return {scores, parents, tokens, next_nodes};
+
+  // Freed on return, which is safe: the caching allocator hands it out again only to work
+  // queued behind these kernels on the same stream.
+  const int64_t bytes = trie_beam_step_workspace_bytes(batch, num_beams, trie.max_children);
+  at::Tensor workspace = at::empty({bytes}, logits.options().dtype(at::kByte));
+  cuda::trie_beam_step(logits.const_data_ptr(), logits.stride(0), float_type(logits, op), batch,
+                       num_beams, logits.size(1), beam_scores.const_data_ptr<float>(),
+                       nodes.const_data_ptr<int64_t>(),
+                       trie.child_offsets.const_data_ptr<int64_t>(),
+                       trie.child_tokens.const_data_ptr<int64_t>(),
+                       trie.child_nodes.const_data_ptr<int64_t>(), trie.child_offsets.size(0) - 1,
+                       trie.max_children, vocab_offset, log_normalize, workspace.data_ptr(),
+                       scores.data_ptr<float>(), parents.data_ptr<int64_t>(),
+                       tokens.data_ptr<int64_t>(), next_nodes.data_ptr<int64_t>(),
+                       current_stream(logits));
+  check_launch(op);
+  return {scores, parents, tokens, next_nodes};
+}
+
+void trie_mask_(const at::Tensor& logits, const at::Tensor& nodes, const TrieTensors& trie,
+                int64_t vocab_offset) {
+  constexpr const char* op = "trie_mask_";
+  const c10::cuda::CUDAGuard guard(logits.device());
+  if (logits.size(0) == 0 || logits.size(1) == 0) return;
+  cuda::trie_mask(logits.data_ptr(), logits.stride(0), float_type(logits, op), logits.size(0),
+                  logits.size(1), nodes.const_data_ptr<int64_t>(),
+                  trie.child_offsets.const_data_ptr<int64_t>(),
+                  trie.child_tokens.const_data_ptr<int64_t>(), vocab_offset,
+                  current_stream(logits));
+  check_launch(op);
 }
 
 }  // namespace eager_ext::cuda

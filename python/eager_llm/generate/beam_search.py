@@ -15,7 +15,7 @@ from torch import Tensor
 import eager_ext
 
 from .automaton import PositionAutomaton
-from .model_io import CausalLMRunner
+from .model_io import CausalLMRunner, reorder_beams
 
 SCORE_SPACES = ("items", "vocab")
 
@@ -119,6 +119,7 @@ def _search(model, input_ids, attention_mask, trie, num_beams, score_space, item
     attention_mask = attention_mask.repeat_interleave(width, dim=0)
     next_position = positions[:, -1:].repeat_interleave(width, dim=0) + 1
     batch_base = (torch.arange(batch, device=device) * width)[:, None]
+    prompt_length = input_ids.shape[1]
 
     for step in range(trie.depth):
         scores, parents, tokens, next_nodes = eager_ext.trie_beam_step(
@@ -128,7 +129,7 @@ def _search(model, input_ids, attention_mask, trie, num_beams, score_space, item
         sequences = torch.cat([sequences.gather(1, parents[..., None].expand(-1, -1, step)), tokens[..., None]], dim=2)
         if step == trie.depth - 1:
             break
-        cache.reorder_cache((parents + batch_base).view(-1))
+        reorder_beams(cache, (parents + batch_base).view(-1), prompt_length)
         # Dead slots feed a real token (their scores stay -inf); the embedding needs an id.
         step_tokens = tokens.clamp(min=0).view(-1, 1)
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch * width, 1)], dim=1)

@@ -16,6 +16,31 @@ def unwrap_peft(model):
     return get_base_model() if callable(get_base_model) and hasattr(model, "peft_config") else model
 
 
+def reorder_beams(cache, beam_idx: Tensor, prompt_length: int) -> None:
+    """Reorders a KV cache's rows by `beam_idx`, where every beam stays within its prompt.
+
+    Beams of one prompt hold identical copies of the prompt's keys and values, so only the
+    positions generated after `prompt_length` need to move: a copy of a few positions instead of
+    the whole cache. Caches of any other layout (sliding windows, quantized, older
+    transformers) fall back to their own reorder_cache.
+    """
+    layers = getattr(cache, "layers", None)
+    plain = layers and all(
+        type(layer).__name__ == "DynamicLayer"
+        and isinstance(getattr(layer, "keys", None), Tensor)
+        and isinstance(getattr(layer, "values", None), Tensor)
+        and layer.keys.dim() == 4
+        for layer in layers
+    )
+    if not plain:
+        cache.reorder_cache(beam_idx)
+        return
+    for layer in layers:
+        for tensor in (layer.keys, layer.values):
+            if tensor.shape[2] > prompt_length:
+                tensor[:, :, prompt_length:] = tensor[beam_idx, :, prompt_length:]
+
+
 def _cache_argument(module) -> str:
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
