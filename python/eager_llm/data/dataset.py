@@ -1,0 +1,96 @@
+"""The in-memory dataset: users' chronological item sequences plus item text.
+
+Item and user ids are contiguous and start at 1, as in the S3-Rec files; item id i is row
+i - 1 of every per-item array (embeddings, codes, the trie).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+TEXT_FIELDS = ("title", "brand", "categories", "description", "attributes")
+
+
+@dataclass
+class ItemText:
+    """The text fields of one item; any may be empty."""
+
+    title: str = ""
+    brand: str = ""
+    categories: list[str] = field(default_factory=list)  # category paths joined with " > "
+    description: str = ""
+    attributes: list[str] = field(default_factory=list)
+
+    def fields(self) -> dict[str, str]:
+        """Non-empty fields as strings, in TEXT_FIELDS order."""
+        values = {
+            "title": self.title,
+            "brand": self.brand,
+            "categories": "; ".join(self.categories),
+            "description": self.description,
+            "attributes": ", ".join(self.attributes),
+        }
+        return {name: values[name] for name in TEXT_FIELDS if values[name]}
+
+    def is_empty(self) -> bool:
+        return not self.fields()
+
+
+@dataclass
+class DataReport:
+    """What loading skipped or filled in, so that nothing disappears silently."""
+
+    skipped_short_users: int = 0  # users with fewer than 3 interactions (no train/valid/test)
+    removed_repeats: int = 0  # repeated interactions of a user with the same item
+    items_without_text: int = 0
+    ignored_item_records: int = 0  # item records for ids that no sequence uses
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Dataset:
+    """Users' chronological sequences (``sequences[u - 1]`` is user u's list of item ids) and the
+    items' text (``item_text[i - 1]`` for item i)."""
+
+    name: str
+    sequences: list[list[int]]
+    item_text: list[ItemText]
+    report: DataReport = field(default_factory=DataReport)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_text)
+
+    @property
+    def num_interactions(self) -> int:
+        return sum(len(s) for s in self.sequences)
+
+    def statistics(self) -> dict:
+        lengths = [len(s) for s in self.sequences]
+        return {
+            "users": self.num_users,
+            "items": self.num_items,
+            "interactions": self.num_interactions,
+            "mean_length": round(self.num_interactions / max(self.num_users, 1), 4),
+            "min_length": min(lengths, default=0),
+            "max_length": max(lengths, default=0),
+            "density": round(self.num_interactions / max(self.num_users * self.num_items, 1), 8),
+        }
+
+    def fingerprint(self) -> str:
+        """Content hash of the sequences and item text (not of file names or formatting)."""
+        digest = hashlib.sha256()
+        for sequence in self.sequences:
+            digest.update((" ".join(map(str, sequence)) + "\n").encode())
+        for text in self.item_text:
+            digest.update((json.dumps(text.fields(), sort_keys=True) + "\n").encode())
+        return digest.hexdigest()[:16]
