@@ -22,13 +22,17 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int kLanes = 16;
+constexpr int64_t kParallelElements = int64_t{1} << 20;  // logits read per thread, at least
 
 // exp(x) for x <= 0 without a libm call, so the loop below vectorises: x = k ln2 + g with
 // |g| <= ln2 / 2, and a degree-7 Taylor polynomial for e^g (relative error < 1e-8 before
 // float rounding). Inputs below -87 flush to about 1e-38, which adds nothing to a sum >= 1.
 inline float exp_nonpositive(float x) {
   x = x < -87.0f ? -87.0f : x;
-  const float k = std::nearbyint(x * 1.44269504088896341f);
+  // Round to nearest by adding and subtracting 1.5 * 2^23: plain float adds, which vectorise
+  // (std::nearbyint does not).
+  constexpr float kRound = 12582912.0f;
+  const float k = (x * 1.44269504088896341f + kRound) - kRound;
   const float g = x - k * 0.693147180559945309f;
   float p = 1.0f / 5040.0f;
   p = p * g + 1.0f / 720.0f;
@@ -179,7 +183,10 @@ BeamStep trie_beam_step(const at::Tensor& logits, const at::Tensor& beam_scores,
                       parents.data_ptr<int64_t>(),
                       tokens.data_ptr<int64_t>(),
                       next_nodes.data_ptr<int64_t>()};
-  at::parallel_for(0, batch, 1, [&](int64_t first, int64_t last) {
+  // Threads only pay off for about a millisecond of work; a small step (the item slice) runs
+  // on the calling thread instead of waiting at a barrier for a busy core.
+  const int64_t grain = std::max<int64_t>(1, kParallelElements / std::max<int64_t>(1, num_beams * logits.size(1)));
+  at::parallel_for(0, batch, grain, [&](int64_t first, int64_t last) {
     std::vector<Candidate> candidates;
     candidates.reserve(num_beams * std::max<int64_t>(trie.max_children, 1));
     for (int64_t b = first; b < last; ++b) {

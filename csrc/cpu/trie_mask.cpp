@@ -20,7 +20,9 @@ void mask_rows(const at::Tensor& logits, const int64_t* nodes, const int64_t* of
   const int64_t rows = logits.size(0), v = logits.size(1), row_stride = logits.stride(0);
   T* data = logits.data_ptr<T>();
   const T minus_infinity = static_cast<T>(-std::numeric_limits<float>::infinity());
-  at::parallel_for(0, rows, 16, [&](int64_t first, int64_t last) {
+  // Threads only pay off for about a millisecond of work.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, v));
+  at::parallel_for(0, rows, grain, [&](int64_t first, int64_t last) {
     std::vector<T> kept(max_children);
     for (int64_t r = first; r < last; ++r) {
       T* row = data + r * row_stride;
