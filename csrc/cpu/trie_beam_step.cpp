@@ -114,11 +114,42 @@ struct StepArgs {
   int64_t* out_nodes;
 };
 
+// Keeps the num_beams best candidates seen so far as a heap whose top is the worst of them, so
+// that most of a wide fan-out is rejected with a single comparison and nothing else stored.
+class TopCandidates {
+ public:
+  explicit TopCandidates(std::vector<Candidate>& storage, int64_t capacity) : heap_(storage), capacity_(capacity) {
+    heap_.clear();
+  }
+
+  void offer(const Candidate& candidate) {
+    if (static_cast<int64_t>(heap_.size()) < capacity_) {
+      heap_.push_back(candidate);
+      std::push_heap(heap_.begin(), heap_.end(), better);
+    } else if (better(candidate, heap_.front())) {
+      std::pop_heap(heap_.begin(), heap_.end(), better);
+      heap_.back() = candidate;
+      std::push_heap(heap_.begin(), heap_.end(), better);
+    }
+  }
+
+  // Best first.
+  const std::vector<Candidate>& sorted() {
+    std::sort_heap(heap_.begin(), heap_.end(), better);
+    return heap_;
+  }
+
+ private:
+  std::vector<Candidate>& heap_;
+  int64_t capacity_;
+};
+
 template <typename T>
-void step_batch_element(const StepArgs& a, int64_t b, std::vector<Candidate>& candidates) {
+void step_batch_element(const StepArgs& a, int64_t b, std::vector<Candidate>& storage) {
   const int64_t v = a.logits.size(1), row_stride = a.logits.stride(0);
   const T* logits = a.logits.const_data_ptr<T>();
-  candidates.clear();
+  TopCandidates top(storage, a.num_beams);
+  int64_t order = 0;
   for (int64_t beam = 0; beam < a.num_beams; ++beam) {
     const int64_t row = b * a.num_beams + beam;
     const float beam_score = a.beam_scores[row];
@@ -128,22 +159,22 @@ void step_batch_element(const StepArgs& a, int64_t b, std::vector<Candidate>& ca
                       " is out of range for the trie (0 to ", a.num_nodes - 1, ") on a live beam");
     const T* logit_row = logits + row * row_stride;
     const float normaliser = a.log_normalize ? row_logsumexp(logit_row, v) : 0.0f;
-    for (int64_t edge = a.offsets[node]; edge < a.offsets[node + 1]; ++edge) {
+    for (int64_t edge = a.offsets[node]; edge < a.offsets[node + 1]; ++edge, ++order) {
       const int64_t column = a.tokens[edge] - a.vocab_offset;
       TORCH_CHECK_INDEX(column >= 0 && column < v, "trie_beam_step: trie token ", a.tokens[edge],
                         " is outside the logits' columns (tokens ", a.vocab_offset, " to ",
                         a.vocab_offset + v - 1, ")");
       const float score = beam_score + (static_cast<float>(logit_row[column]) - normaliser);
       if (score > kNegInf)  // -inf logits (masked tokens) and NaN are not candidates
-        candidates.push_back({score, static_cast<int64_t>(candidates.size()), beam, edge});
+        top.offer({score, order, beam, edge});
     }
   }
-  const int64_t kept = std::min<int64_t>(a.num_beams, candidates.size());
-  std::partial_sort(candidates.begin(), candidates.begin() + kept, candidates.end(), better);
+  const std::vector<Candidate>& best = top.sorted();
+  const int64_t kept = static_cast<int64_t>(best.size());
   for (int64_t i = 0; i < a.num_beams; ++i) {
     const int64_t out = b * a.num_beams + i;
     if (i < kept) {
-      const Candidate& c = candidates[i];
+      const Candidate& c = best[i];
       a.out_scores[out] = c.score;
       a.out_parents[out] = c.beam;
       a.out_tokens[out] = a.tokens[c.edge];
@@ -188,7 +219,7 @@ BeamStep trie_beam_step(const at::Tensor& logits, const at::Tensor& beam_scores,
   const int64_t grain = std::max<int64_t>(1, kParallelElements / std::max<int64_t>(1, num_beams * logits.size(1)));
   at::parallel_for(0, batch, grain, [&](int64_t first, int64_t last) {
     std::vector<Candidate> candidates;
-    candidates.reserve(num_beams * std::max<int64_t>(trie.max_children, 1));
+    candidates.reserve(num_beams);
     for (int64_t b = first; b < last; ++b) {
       switch (logits.scalar_type()) {
         case at::kFloat: step_batch_element<float>(args, b, candidates); break;
