@@ -1,6 +1,6 @@
 """GPU kernel benchmarks (CUDA events, median of many runs after warm-up, random inputs).
 
-    python benchmarks/bench_cuda.py                       # on a GPU: the sizes of BENCHMARKS.md
+    python benchmarks/bench_cuda.py --device cuda         # on a GPU: the sizes of BENCHMARKS.md
     python benchmarks/bench_cuda.py --device cpu --quick  # the same code paths, tiny, on the CPU
 
 Sections: the machine's copy bandwidth and matmul rate; trie_beam_step at 64 to 8,192 rows with
@@ -191,11 +191,11 @@ SECTIONS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default="auto", help="cuda, cpu, or auto (cuda when available)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=list(SECTIONS))
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cuda":
         if not torch.cuda.is_available() or not eager_ext.cuda_kernels_built():
             raise SystemExit("bench_cuda.py needs a GPU and an extension built with CUDA kernels (EAGER_EXT_CUDA=1)")

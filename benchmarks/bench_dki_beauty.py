@@ -43,11 +43,14 @@ INDEXES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=BEAUTY)
-    parser.add_argument("--cache", default=os.path.join("runs", "embedding-cache"))
+    parser.add_argument("--cache", default=None, help="embedding cache folder (default: runs/embedding-cache, "
+                        "none with --quick)")
     parser.add_argument("--out", default=None, help="JSON file for the results")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.cache is None and not args.quick:
+        args.cache = os.path.join("runs", "embedding-cache")
     started = time.time()
     timings = {}
     dataset = load_dataset("demo" if args.quick or not os.path.isdir(args.data) else args.data)

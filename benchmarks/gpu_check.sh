@@ -53,7 +53,7 @@ else
   else
     echo "| memcheck | skipped: compute-sanitizer not found | - |" >>"$summary"
   fi
-  step kernel_bench 240 "$python" benchmarks/bench_cuda.py
+  step kernel_bench 240 "$python" benchmarks/bench_cuda.py --device cuda
 fi
 
 {
