@@ -10,6 +10,7 @@ model, a dependency-free hashed bag of words keeps tests and the demo offline an
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ class TextEncoderConfig:
         if self.model != "auto":
             return self.model
         spec = importlib.util.find_spec(MINILM_PACKAGE)
-        return spec.submodule_search_locations[0] if spec else HASHED
+        # The package keeps the model files in its model/ folder (its get_model_path()).
+        return os.path.join(spec.submodule_search_locations[0], "model") if spec else HASHED
 
 
 def hashed_bag_of_words(texts: list[str], dim: int) -> Tensor:
