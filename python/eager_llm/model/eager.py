@@ -1,0 +1,126 @@
+"""EagerLLM: a Hugging Face causal LM that speaks item-index tokens, with the GCT
+("decompression") losses of METHOD.md section 4.
+
+The LM gets one new token per (index position, code), initialised as the mean of the existing
+embedding rows (and LM-head rows when they are not tied). Two decompression guidance
+projectors map the L2-normalised final hidden state at the summary token to the semantic and to
+the behavior embedding space, where an InfoNCE against the target item's embedding and shared
+random negatives (cosine, temperature 0.1) asks it to reconstruct what the item is. The loss is
+``LM + 0.1 * L_sem + 0.1 * L_beh``, with GCT only for samples that have a target item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import eager_ext
+
+from ..tasks.collate import IGNORE, Batch
+
+SOURCES = ("semantic", "behavior")
+
+
+@dataclass
+class EagerConfig:
+    """Loss weights and GCT settings (the paper's defaults)."""
+
+    semantic_weight: float = 0.1
+    behavior_weight: float = 0.1
+    temperature: float = 0.1
+    num_negatives: int = 2048
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError(f"EagerConfig.temperature must be > 0, got {self.temperature}")
+        if self.num_negatives < 1:
+            raise ValueError(f"EagerConfig.num_negatives must be >= 1, got {self.num_negatives}")
+        if self.semantic_weight < 0 or self.behavior_weight < 0:
+            raise ValueError("EagerConfig weights must be >= 0")
+
+
+def add_index_tokens(model, tokenizer, token_strings: list[str]) -> int:
+    """Adds the index tokens to the tokenizer and the model as one contiguous id block, with
+    new rows set to the mean of the existing ones; returns the first new id."""
+    existing = set(tokenizer.get_vocab())
+    clashes = [t for t in token_strings if t in existing]
+    if clashes:
+        raise ValueError(f"the tokenizer already has index tokens {clashes[:5]}; add them once")
+    first = len(tokenizer)
+    added = tokenizer.add_tokens(token_strings, special_tokens=True)
+    ids = tokenizer.convert_tokens_to_ids(token_strings)
+    if added != len(token_strings) or ids != list(range(first, first + len(token_strings))):
+        raise ValueError("the tokenizer did not give the index tokens one contiguous id block")
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(first + len(token_strings))
+    with torch.no_grad():
+        for layer in {model.get_input_embeddings(), model.get_output_embeddings()}:
+            if layer is None:
+                continue
+            weight = layer.weight
+            weight[first:] = weight[:min(old_rows, first)].mean(0, keepdim=True)
+            bias = getattr(layer, "bias", None)
+            if bias is not None and bias.shape[0] == weight.shape[0]:
+                bias[first:] = bias[:min(old_rows, first)].mean()
+    return first
+
+
+class EagerLLM(nn.Module):
+    """The recommender's trainable part: an HF causal LM (optionally PEFT-wrapped) plus the
+    decompression projectors, with the exogenous tables as frozen buffers.
+
+    Args:
+        model: a transformers causal LM whose vocabulary already holds the index tokens.
+        tables: ``{"semantic": [num_items, D_s], "behavior": [num_items, D_b]}`` (either may be
+            missing, e.g. for a single-source index); row i - 1 is item i.
+        config: :class:`EagerConfig`.
+    """
+
+    def __init__(self, model, tables: dict[str, Tensor], config: EagerConfig | None = None):
+        super().__init__()
+        unknown = set(tables) - set(SOURCES)
+        if unknown:
+            raise ValueError(f"tables has unknown sources {sorted(unknown)}; known: {SOURCES}")
+        self.lm = model
+        self.config = config or EagerConfig()
+        hidden = model.config.get_text_config().hidden_size if hasattr(model.config, "get_text_config") \
+            else model.config.hidden_size
+        self.projectors = nn.ModuleDict({name: nn.Linear(hidden, table.shape[1]) for name, table in tables.items()})
+        for name, table in tables.items():
+            self.register_buffer(f"{name}_table", table.detach().float().contiguous(), persistent=False)
+
+    def table(self, source: str) -> Tensor:
+        return getattr(self, f"{source}_table")
+
+    def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Loss terms for one batch: ``loss`` (the weighted sum), ``lm``, and ``gct_<source>``."""
+        output = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+        logits = output.logits[:, :-1].float()
+        targets = batch.labels[:, 1:]
+        lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
+        terms = {"lm": lm}
+        loss = lm
+        if self.projectors:
+            summary = eager_ext.summary_gather(output.hidden_states[-1], batch.summary_positions)
+            query_input = F.normalize(summary.float(), dim=-1)
+            valid = batch.target_items > 0
+            positives = (batch.target_items - 1).clamp(min=0)
+            for source, projector in self.projectors.items():
+                table = self.table(source)
+                negatives = self._negatives(table.shape[0], table.device, generator)
+                query = projector(query_input.to(projector.weight.dtype)).float()
+                term = eager_ext.gathered_infonce(query, table, positives, negatives, self.config.temperature, valid)
+                terms[f"gct_{source}"] = term
+                loss = loss + getattr(self.config, f"{source}_weight") * term
+        terms["loss"] = loss
+        return terms
+
+    def _negatives(self, num_items: int, device, generator) -> Tensor:
+        """The shared negatives: random items, without repeats when the catalog is large enough."""
+        count = self.config.num_negatives
+        if count <= num_items:
+            return torch.randperm(num_items, generator=generator)[:count].to(device)
+        return torch.randint(0, num_items, (count,), generator=generator).to(device)

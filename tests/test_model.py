@@ -1,0 +1,114 @@
+"""EagerLLM: index tokens, batches, and the LM + GCT loss against plain-torch references."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from eager_ext import reference
+from eager_llm.model import EagerConfig, EagerLLM, add_index_tokens
+from eager_llm.tasks import IGNORE, TaskSample, collate
+from tiny_models import tiny_model
+
+WORDS = ["[PAD]", "[UNK]", "[EOS]", "the", "user", "bought", "next", "item", "is", "red", "lipstick", "###",
+         "Instruction:", "Response:", ","]
+INDEX_TOKENS = [f"<{letter}_{code}>" for letter in "ab" for code in range(4)]
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+
+
+def setup_model():
+    tokenizer = tiny_tokenizer()
+    model = tiny_model("llama", vocab=len(WORDS))
+    old_embed = model.get_input_embeddings().weight.detach().clone()
+    old_head = model.get_output_embeddings().weight.detach().clone()
+    first = add_index_tokens(model, tokenizer, INDEX_TOKENS)
+    return tokenizer, model, first, old_embed, old_head
+
+
+def samples():
+    return [
+        TaskSample("seqrec", "the user bought <a_1><b_2> , <a_0><b_3> next item is", "<a_2><b_1>", 3),
+        TaskSample("index2item", "the item <a_3><b_0> is", "red lipstick", 5),
+        TaskSample("seqrec", "the user bought <a_1><b_1>", "<a_0><b_0>", None),
+    ]
+
+
+def test_index_tokens_are_one_block_initialised_to_the_mean():
+    tokenizer, model, first, old_embed, old_head = setup_model()
+    assert first == len(WORDS)
+    assert tokenizer.convert_tokens_to_ids(INDEX_TOKENS) == list(range(first, first + len(INDEX_TOKENS)))
+    assert tokenizer("<a_1><b_2>", add_special_tokens=False)["input_ids"] == [first + 1, first + 6]
+    embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    torch.testing.assert_close(embed[first:], old_embed.mean(0, keepdim=True).expand(len(INDEX_TOKENS), -1))
+    torch.testing.assert_close(head[first:], old_head.mean(0, keepdim=True).expand(len(INDEX_TOKENS), -1))
+    torch.testing.assert_close(embed[:first], old_embed)
+    with pytest.raises(ValueError, match="already has index tokens"):
+        add_index_tokens(model, tokenizer, INDEX_TOKENS[:2])
+
+
+def test_collate_masks_the_prompt_and_points_at_the_summary_token():
+    tokenizer, *_ = setup_model()
+    batch = collate(samples(), tokenizer)
+    eos = tokenizer.eos_token_id
+    for row, sample in enumerate(samples()):
+        prompt = tokenizer(sample.prompt, add_special_tokens=False)["input_ids"]
+        response = tokenizer(sample.response, add_special_tokens=False)["input_ids"] + [eos]
+        length = len(prompt) + len(response)
+        assert batch.input_ids[row, :length].tolist() == prompt + response
+        assert batch.labels[row, :len(prompt)].eq(IGNORE).all() and batch.labels[row, length:].eq(IGNORE).all()
+        assert batch.labels[row, len(prompt):length].tolist() == response
+        assert batch.summary_positions[row] == length - 1 and batch.input_ids[row, length - 1] == eos
+    assert batch.target_items.tolist() == [3, 5, 0]
+    short = collate(samples()[:1], tokenizer, max_length=5)
+    assert short.input_ids.shape[1] == 5 and short.labels[0, -3:].tolist() == short.input_ids[0, -3:].tolist()
+
+
+def test_loss_terms_match_plain_torch():
+    tokenizer, model, *_ = setup_model()
+    g = torch.Generator().manual_seed(0)
+    tables = {"semantic": torch.randn(6, 5, generator=g), "behavior": torch.randn(6, 3, generator=g)}
+    eager = EagerLLM(model, tables, EagerConfig(num_negatives=4))
+    batch = collate(samples(), tokenizer)
+    terms = eager(batch, generator=torch.Generator().manual_seed(7))
+
+    output = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    mask = batch.labels[:, 1:] != IGNORE
+    log_probs = torch.log_softmax(output.logits[:, :-1].float(), -1)
+    picked = log_probs.gather(2, batch.labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    expected_lm = -(picked * mask).sum() / mask.sum()
+    torch.testing.assert_close(terms["lm"], expected_lm)
+
+    hidden = output.hidden_states[-1][torch.arange(3), batch.summary_positions]
+    draws = torch.Generator().manual_seed(7)  # the negatives of each source, in order
+    total = expected_lm
+    for source in ["semantic", "behavior"]:
+        negatives = torch.randperm(6, generator=draws)[:4]
+        query = eager.projectors[source](F.normalize(hidden, dim=-1))
+        expected = reference.gathered_infonce(query, tables[source], batch.target_items - 1, negatives, 0.1,
+                                              batch.target_items > 0)
+        torch.testing.assert_close(terms[f"gct_{source}"], expected, rtol=1e-4, atol=1e-5)
+        total = total + 0.1 * expected
+    torch.testing.assert_close(terms["loss"], total, rtol=1e-4, atol=1e-5)
+
+
+def test_gct_gradient_reaches_the_backbone():
+    tokenizer, model, *_ = setup_model()
+    eager = EagerLLM(model, {"semantic": torch.randn(6, 5)}, EagerConfig(num_negatives=3))
+    terms = eager(collate(samples(), tokenizer))
+    terms["gct_semantic"].backward()
+    grad = model.model.layers[0].self_attn.q_proj.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_bad_configuration():
+    with pytest.raises(ValueError, match="temperature"):
+        EagerConfig(temperature=0)
+    with pytest.raises(ValueError, match="unknown sources"):
+        EagerLLM(tiny_model("llama"), {"visual": torch.randn(3, 2)})
