@@ -82,7 +82,7 @@ def test_loss_terms_match_plain_torch():
     mask = batch.labels[:, 1:] != IGNORE
     log_probs = torch.log_softmax(output.logits[:, :-1].float(), -1)
     picked = log_probs.gather(2, batch.labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    expected_lm = -(picked * mask).sum() / mask.sum()
+    expected_lm = (-(picked * mask).sum(1) / mask.sum(1)).mean()  # per sample, then over samples
     torch.testing.assert_close(terms["lm"], expected_lm)
 
     hidden = output.hidden_states[-1][torch.arange(3), batch.summary_positions]
@@ -91,8 +91,9 @@ def test_loss_terms_match_plain_torch():
     for source in ["semantic", "behavior"]:
         negatives = torch.randperm(6, generator=draws)[:4]
         query = eager.projectors[source](F.normalize(hidden, dim=-1))
-        expected = reference.gathered_infonce(query, tables[source], batch.target_items - 1, negatives, 0.1,
-                                              batch.target_items > 0)
+        valid = batch.target_items > 0
+        expected = reference.gathered_infonce(query, tables[source], batch.target_items - 1, negatives, 0.1, valid)
+        expected = expected * valid.sum() / 3  # summed over samples with a target, divided by all
         torch.testing.assert_close(terms[f"gct_{source}"], expected, rtol=1e-4, atol=1e-5)
         total = total + 0.1 * expected
     torch.testing.assert_close(terms["loss"], total, rtol=1e-4, atol=1e-5)

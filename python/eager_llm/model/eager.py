@@ -6,7 +6,8 @@ embedding rows (and LM-head rows when they are not tied). Two decompression guid
 projectors map the L2-normalised final hidden state at the summary token to the semantic and to
 the behavior embedding space, where an InfoNCE against the target item's embedding and shared
 random negatives (cosine, temperature 0.1) asks it to reconstruct what the item is. The loss is
-``LM + 0.1 * L_sem + 0.1 * L_beh``, with GCT only for samples that have a target item.
+``LM + 0.1 * L_sem + 0.1 * L_beh``, with GCT only for samples that have a target item; both
+terms are normalised per sample (see :func:`per_sample_lm_loss`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ def add_index_tokens(model, tokenizer, token_strings: list[str]) -> int:
     return first
 
 
+def per_sample_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Next-token cross-entropy on the labelled (response) tokens, averaged per sample and then
+    over samples: every sample weighs the same, and equal micro-batches average exactly to the
+    loss of their union (a token mean would weigh micro-batches by their token counts)."""
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none")
+    per_sample = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return per_sample.mean()
+
+
 class EagerLLM(nn.Module):
     """The recommender's trainable part: an HF causal LM (optionally PEFT-wrapped) plus the
     decompression projectors, with the exogenous tables as frozen buffers.
@@ -98,9 +110,7 @@ class EagerLLM(nn.Module):
     def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Loss terms for one batch: ``loss`` (the weighted sum), ``lm``, and ``gct_<source>``."""
         output = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
-        logits = output.logits[:, :-1].float()
-        targets = batch.labels[:, 1:]
-        lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
+        lm = per_sample_lm_loss(output.logits, batch.labels)
         terms = {"lm": lm}
         loss = lm
         if self.projectors:
@@ -113,6 +123,10 @@ class EagerLLM(nn.Module):
                 negatives = self._negatives(table.shape[0], table.device, generator)
                 query = projector(query_input.to(projector.weight.dtype)).float()
                 term = eager_ext.gathered_infonce(query, table, positives, negatives, self.config.temperature, valid)
+                # Summed over the samples with a target and divided by all samples, so that equal
+                # micro-batches (gradient accumulation, data parallelism) average to the loss of
+                # the whole batch.
+                term = term * valid.sum() / valid.numel()
                 terms[f"gct_{source}"] = term
                 loss = loss + getattr(self.config, f"{source}_weight") * term
         terms["loss"] = loss

@@ -1,0 +1,191 @@
+"""The training loop of one stage, readable top to bottom (built on accelerate).
+
+Data order, shared GCT negatives and micro-batch split are pure functions of (seed, epoch,
+step), so a run resumed from a checkpoint replays exactly, and the same global batch over 1 or
+N processes gives the same losses (equal micro-batches average exactly: see
+``eager_llm.model.eager.per_sample_lm_loss``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from ..model import EagerLLM
+from ..tasks import TaskSample, collate
+from .checkpoint import load_checkpoint, save_checkpoint, trainable_state
+from .config import LoraSettings, StageConfig
+
+
+@dataclass
+class StageResult:
+    history: list[dict] = field(default_factory=list)  # one entry per optimizer step
+    epoch_metrics: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def apply_lora(eager: EagerLLM, settings: LoraSettings) -> None:
+    """Wraps the LM in a PEFT LoRA adapter and freezes everything but the adapter, the
+    embeddings and the LM head (they hold the index tokens)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=settings.target_modules)
+    try:
+        eager.lm = get_peft_model(eager.lm, config)
+    except ValueError as error:
+        raise ValueError(f"LoRA target_modules={settings.target_modules!r} do not fit this model: {error}") from None
+    for layer in (eager.lm.get_input_embeddings(), eager.lm.get_output_embeddings()):
+        layer.weight.requires_grad_(True)
+    for parameter in eager.projectors.parameters():
+        parameter.requires_grad_(False)  # stage 2 trains no GCT
+
+
+def _precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def _micro_batches(chunk: torch.Tensor, processes: int, accumulation: int, rank: int) -> list[torch.Tensor]:
+    """This process's micro-batches of one global batch, in accumulation order. A short last
+    chunk is split as evenly as possible; an empty share is marked by an empty tensor."""
+    shares = torch.tensor_split(chunk, processes * accumulation)
+    return [shares[step * processes + rank] for step in range(accumulation)]
+
+
+def _negatives_generator(seed: int, global_step: int) -> torch.Generator:
+    """The same GCT negatives on every process and in every replay of this step."""
+    return torch.Generator().manual_seed(seed * 7_919 + global_step)
+
+
+def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: StageConfig, output_dir: str,
+                evaluate: Callable[[EagerLLM], float] | None = None, progress: bool = True) -> StageResult:
+    """Trains ``eager`` on ``samples`` for ``config.epochs`` and returns the loss history.
+
+    Writes ``output_dir/checkpoint`` every ``config.checkpoint_every`` steps and at each epoch's
+    end, and resumes from it when present. With ``evaluate`` (a function of the model returning
+    a validation metric, higher is better), runs it after every epoch, keeps the best epoch's
+    trainable weights in ``output_dir/best`` and restores them at the end.
+    """
+    if not samples:
+        raise ValueError("no training samples")
+    if config.lora is not None and not hasattr(eager.lm, "peft_config"):
+        apply_lora(eager, config.lora)
+    if not config.gct:
+        for parameter in eager.projectors.parameters():
+            parameter.requires_grad_(False)
+    # cpu=True without a GPU is what makes accelerate run torchrun'd CPU processes as one
+    # gloo group (otherwise each would train alone).
+    accelerator = Accelerator(mixed_precision=_precision(config.mixed_precision), cpu=not torch.cuda.is_available(),
+                              gradient_accumulation_steps=config.grad_accumulation)
+    parameters = [p for p in eager.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    global_batch = config.batch_size * accelerator.num_processes * config.grad_accumulation
+    steps_per_epoch = math.ceil(len(samples) / global_batch)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    model, optimizer = accelerator.prepare(eager, optimizer)
+
+    checkpoint = os.path.join(output_dir, "checkpoint")
+    state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler) or {
+        "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "epoch_metrics": [], "best_epoch": None}
+    result = StageResult(state["history"], state["epoch_metrics"], state["best_epoch"], state["global_step"])
+    started, run_tokens = time.time(), 0.0
+    bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
+               disable=not progress or not accelerator.is_main_process)
+
+    def save(epoch: int, step_in_epoch: int) -> None:
+        progress_state = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": result.steps,
+                          "history": result.history, "epoch_metrics": result.epoch_metrics,
+                          "best_epoch": result.best_epoch}
+        if accelerator.is_main_process:
+            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, progress_state)
+        accelerator.wait_for_everyone()
+
+    for epoch in range(state["epoch"], config.epochs):
+        order = _epoch_order(len(samples), config.seed, epoch)
+        first_step = state["step_in_epoch"] if epoch == state["epoch"] else 0
+        model.train()
+        for step in range(first_step, steps_per_epoch):
+            chunk = order[step * global_batch : (step + 1) * global_batch]
+            shares = _micro_batches(chunk, accelerator.num_processes, config.grad_accumulation,
+                                    accelerator.process_index)
+            sums, tokens = {}, torch.zeros(())
+            for share in shares:
+                # An empty share still runs one (zero-weighted) sample, so every process takes
+                # part in every collective.
+                weight = 1.0 if len(share) else 0.0
+                indices = share.tolist() if len(share) else chunk[:1].tolist()
+                batch = collate([samples[i] for i in indices], tokenizer, config.max_length).to(accelerator.device)
+                with accelerator.accumulate(model):
+                    terms = model(batch, generator=_negatives_generator(config.seed, result.steps))
+                    accelerator.backward(terms["loss"] * weight)
+                    if accelerator.sync_gradients and config.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + value.detach().float() * weight / len(shares)
+                tokens = tokens + batch.attention_mask.sum().cpu() * weight
+            scheduler.step()
+            result.steps += 1
+            logged = {name: accelerator.reduce(value.reshape(1).to(accelerator.device), "mean").item()
+                      for name, value in sorted(sums.items())}
+            seen_tokens = accelerator.reduce(tokens.reshape(1).to(accelerator.device), "sum").item()
+            run_tokens += seen_tokens
+            elapsed = max(time.time() - started, 1e-9)
+            entry = {"step": result.steps, "epoch": epoch, **logged, "lr": scheduler.get_last_lr()[0],
+                     "tokens": seen_tokens}
+            result.history.append(entry)
+            bar.update(1)
+            bar.set_postfix(loss=f"{logged['loss']:.4f}", tokens_per_s=f"{run_tokens / elapsed:.0f}")
+            if result.steps % config.checkpoint_every == 0:
+                save(epoch, step + 1)
+        if evaluate is not None:
+            metric = evaluate(accelerator.unwrap_model(model))
+            result.epoch_metrics.append(metric)
+            if result.best_epoch is None or metric > result.epoch_metrics[result.best_epoch]:
+                result.best_epoch = len(result.epoch_metrics) - 1
+                if accelerator.is_main_process:
+                    _save_best(output_dir, accelerator.unwrap_model(model))
+        save(epoch + 1, 0)
+    bar.close()
+    if evaluate is not None and result.best_epoch is not None:
+        _restore_best(output_dir, accelerator.unwrap_model(model))
+    result.seconds = time.time() - started
+    return result
+
+
+def _save_best(output_dir: str, model) -> None:
+    from safetensors.torch import save_file
+
+    folder = os.path.join(output_dir, "best")
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, "trainable.safetensors.tmp")
+    save_file(trainable_state(model), temporary)
+    os.replace(temporary, os.path.join(folder, "trainable.safetensors"))
+
+
+def _restore_best(output_dir: str, model) -> None:
+    from safetensors.torch import load_file
+
+    weights = load_file(os.path.join(output_dir, "best", "trainable.safetensors"))
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            parameters[name].copy_(value)

@@ -1,0 +1,104 @@
+"""The stage trainer: learning, freezing in stage 2, exact resume after a kill, and 2 gloo
+processes against one."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from eager_llm.train import LoraSettings, StageConfig, stage2, train_stage
+from train_fixture import problem
+
+WORKER = os.path.join(os.path.dirname(__file__), "train_worker.py")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_loss_decreases(tmp_path):
+    eager, tokenizer, samples = problem()
+    config = StageConfig(epochs=3, lr=3e-3, batch_size=16, checkpoint_every=100, max_length=128, mixed_precision="no")
+    history = train_stage(eager, tokenizer, samples, config, str(tmp_path), progress=False).history
+    first, last = history[:3], history[-3:]
+    assert sum(h["loss"] for h in last) < 0.8 * sum(h["loss"] for h in first)
+    assert all("gct_semantic" in h and "gct_behavior" in h and "lm" in h for h in history)
+
+
+def test_stage2_changes_only_the_adapter_embeddings_and_head(tmp_path):
+    eager, tokenizer, samples = problem()
+    config = stage2(lr=1e-2, batch_size=16, max_length=128, checkpoint_every=100, mixed_precision="no",
+                    lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    from eager_llm.train import apply_lora
+
+    apply_lora(eager, config.lora)
+    before = {name: p.detach().clone() for name, p in eager.named_parameters()}
+    train_stage(eager, tokenizer, samples, config, str(tmp_path), progress=False)
+    changed = {name for name, p in eager.named_parameters() if not torch.equal(p, before[name])}
+    trainable = {name for name, p in eager.named_parameters() if p.requires_grad}
+    assert changed and changed <= trainable
+    assert any("lora_" in name for name in changed)
+    assert all("lora_" in name or "embed_tokens" in name or "lm_head" in name for name in trainable)
+
+
+def test_lora_on_missing_modules_is_a_clear_error(tmp_path):
+    eager, tokenizer, samples = problem()
+    config = stage2(lora=LoraSettings(target_modules=["no_such_projection"]), mixed_precision="no")
+    with pytest.raises(ValueError, match="target_modules=\\['no_such_projection'\\] do not fit this model"):
+        train_stage(eager, tokenizer, samples, config, str(tmp_path), progress=False)
+
+
+def _run_worker(output, batch_size, epochs=2, **kwargs):
+    return subprocess.Popen([sys.executable, WORKER, str(output), str(batch_size), str(epochs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    straight = _run_worker(tmp_path / "straight", 8)
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()[-2000:]
+    interrupted = _run_worker(tmp_path / "resumed", 8)
+    progress = tmp_path / "resumed" / "checkpoint" / "progress.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and interrupted.poll() is None:
+        if progress.exists() and json.loads(progress.read_text())["global_step"] >= 4:
+            interrupted.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    interrupted.wait(timeout=60)
+    assert interrupted.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "resumed" / "final.safetensors").exists()
+    resumed = _run_worker(tmp_path / "resumed", 8)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    expected = load_file(tmp_path / "straight" / "final.safetensors")
+    got = load_file(tmp_path / "resumed" / "final.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    straight_history = json.loads((tmp_path / "straight" / "history.json").read_text())
+    resumed_history = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    assert [h["loss"] for h in straight_history] == [h["loss"] for h in resumed_history]
+
+
+def test_two_gloo_processes_follow_the_loss_curve_of_one(tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    single = _run_worker(tmp_path / "one", 8, epochs=1)
+    assert single.wait(timeout=300) == 0, single.stderr.read()[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    double = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", WORKER, str(tmp_path / "two"), "4", "1"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "history.json").read_text())
+    two = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert len(one) == len(two)
+    for a, b in zip(one, two):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5), (a, b)
