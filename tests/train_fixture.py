@@ -21,8 +21,9 @@ def word_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
 
 
-def problem(num_users=40, ratios=None, seed=0):
-    """(eager, tokenizer, samples): index of 2 + 2 codes of 8 over random embeddings."""
+def problem(num_users=40, ratios=None, seed=0, with_index=False):
+    """(eager, tokenizer, samples), plus (index, first_token_id) with ``with_index``: an index of
+    2 + 2 codes of 8 over random embeddings."""
     dataset = demo_dataset(num_users=num_users, num_items=60)
     split = leave_one_out(dataset)
     g = torch.Generator().manual_seed(seed)
@@ -31,10 +32,10 @@ def problem(num_users=40, ratios=None, seed=0):
     index = DualSourceIndex.build(semantic, behavior, IndexConfig(semantic=source, behavior=source, seed=seed))
     tokenizer = word_tokenizer()
     model = tiny_model("llama", vocab=len(WORDS), seed=seed)
-    add_index_tokens(model, tokenizer, index.token_strings())
+    first_token_id = add_index_tokens(model, tokenizer, index.token_strings())
     strings = index.item_strings()
     titles = [text.title for text in dataset.item_text]
     samples = training_samples(split, strings, titles, TaskConfig(ratios=ratios or {"seqrec": 1.0, "index2item": 1.0}))
     torch.manual_seed(seed)
     eager = EagerLLM(model, {"semantic": semantic, "behavior": behavior}, EagerConfig(num_negatives=16))
-    return eager, tokenizer, samples
+    return (eager, tokenizer, samples, index, first_token_id) if with_index else (eager, tokenizer, samples)
