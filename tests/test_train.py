@@ -102,3 +102,22 @@ def test_two_gloo_processes_follow_the_loss_curve_of_one(tmp_path):
     assert len(one) == len(two)
     for a, b in zip(one, two):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5), (a, b)
+
+
+def test_validation_each_epoch_keeps_and_restores_the_best(tmp_path):
+    from eager_llm.data import demo_dataset, leave_one_out
+    from eager_llm.train import recall_validation
+    from eager_llm.train.checkpoint import trainable_state
+    from safetensors.torch import load_file as load
+
+    eager, tokenizer, samples, index, first = problem(with_index=True)
+    valid = leave_one_out(demo_dataset(num_users=40, num_items=60)).valid[:12]
+    metric = recall_validation(valid, index, tokenizer, first, k=5, num_beams=5, batch_size=6)
+    config = StageConfig(epochs=3, lr=3e-3, batch_size=16, max_length=128, checkpoint_every=100, mixed_precision="no")
+    result = train_stage(eager, tokenizer, samples, config, str(tmp_path), evaluate=metric, progress=False)
+    assert len(result.epoch_metrics) == 3 and all(0.0 <= m <= 1.0 for m in result.epoch_metrics)
+    assert result.epoch_metrics[result.best_epoch] == max(result.epoch_metrics)
+    best = load(tmp_path / "best" / "trainable.safetensors")
+    for name, value in trainable_state(eager).items():
+        assert torch.equal(value, best[name]), name
+    assert metric(eager) == max(result.epoch_metrics)

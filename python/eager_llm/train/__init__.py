@@ -2,5 +2,6 @@
 
 from .config import LoraSettings, StageConfig, stage1, stage2
 from .trainer import StageResult, apply_lora, train_stage
+from .validation import recall_validation
 
-__all__ = ["LoraSettings", "StageConfig", "StageResult", "apply_lora", "stage1", "stage2", "train_stage"]
+__all__ = ["LoraSettings", "StageConfig", "StageResult", "apply_lora", "recall_validation", "stage1", "stage2", "train_stage"]
