@@ -24,8 +24,10 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
+# The CPU benchmark tables of BENCHMARKS.md (several minutes; run on a quiet machine).
 bench: $(INSTALLED)
-	$(BIN)/python -m pytest benchmarks -q --benchmark-only
+	for name in rq_encode gathered_infonce trie_beam_step decode gct_overhead; do \
+		$(BIN)/python benchmarks/bench_$$name.py || exit 1; done
 
 # C++ unit tests of the CPU kernels (GoogleTest via ctest); scripts/cpp_test.sh installs gtest.
 cpp-test: $(INSTALLED)
