@@ -179,3 +179,17 @@ def test_demo_is_deterministic_sized_and_learnable():
         markov_hits += sample.target in following
     # A first-order Markov model (a weak sequential model) must clearly beat popularity.
     assert markov_hits >= 3 * popularity_hits, (markov_hits, popularity_hits)
+
+
+def test_preferences_file(tmp_path):
+    from eager_llm.data import read_preferences
+
+    path = tmp_path / "preferences.jsonl"
+    path.write_text('{"user": 1, "preference": "a long-lasting red lipstick"}\n\n{"user": 3, "preference": "unscented"}\n')
+    assert read_preferences(str(path)) == {1: "a long-lasting red lipstick", 3: "unscented"}
+    path.write_text('{"user": 1, "preference": "x"}\n{"user": 1, "preference": "y"}\n')
+    with pytest.raises(DataError, match="preferences.jsonl:2: user 1 appears a second time"):
+        read_preferences(str(path))
+    path.write_text('{"user": 2}\n')
+    with pytest.raises(DataError, match="preferences.jsonl:1: every record needs a user and a non-empty preference"):
+        read_preferences(str(path))
