@@ -521,3 +521,18 @@ def build(**overrides):
 def test_bad_inputs_raise_value_errors_naming_the_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_code_embeddings_are_the_mean_of_each_codes_items():
+    g = torch.Generator().manual_seed(5)
+    semantic, behavior = torch.randn(40, 6, generator=g), torch.randn(40, 3, generator=g)
+    source = SourceConfig(quantizer="rq_kmeans", levels=2, codebook_size=4)
+    index = DualSourceIndex.build(semantic, behavior, IndexConfig(semantic=source, behavior=source, seed=0))
+    per_position = index.code_embeddings(semantic=semantic)  # behavior not given
+    assert [tuple(e.shape) for e in per_position] == [(4, 6), (4, 6), (4, 1), (4, 1)]
+    for position in range(2):
+        for code in range(4):
+            members = index.codes[:, position] == code
+            expected = semantic[members].mean(0) if members.any() else torch.zeros(6)
+            torch.testing.assert_close(per_position[position][code], expected)
+    assert all(not e.any() for e in per_position[2:])

@@ -113,3 +113,24 @@ def test_bad_configuration():
         EagerConfig(temperature=0)
     with pytest.raises(ValueError, match="unknown sources"):
         EagerLLM(tiny_model("llama"), {"visual": torch.randn(3, 2)})
+
+
+def test_exogenous_initialisation_places_similar_codes_close():
+    tokenizer = tiny_tokenizer()
+    model = tiny_model("llama", vocab=len(WORDS))
+    old = model.get_input_embeddings().weight.detach().clone()
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(2, 16, generator=g)
+    # Position a: codes 0 and 1 nearly the same item, 2 different, 3 unused; position b: no source.
+    position_a = torch.stack([base[0], base[0] + 0.01, base[1], torch.zeros(16)])
+    first = add_index_tokens(model, tokenizer, INDEX_TOKENS, token_embeddings=[position_a, torch.zeros(4, 1)])
+    rows = model.get_input_embeddings().weight[first:].detach()
+    mean = old.mean(0)
+    assert torch.allclose(rows[3], mean) and torch.allclose(rows[4:], mean.expand(4, -1))
+    offsets = rows[:3] - mean
+    assert (offsets[0] - offsets[1]).norm() < 0.1 * (offsets[0] - offsets[2]).norm()
+    spread = (old - mean).norm(dim=1).mean()
+    torch.testing.assert_close(offsets.norm(dim=1).mean(), spread, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="token_embeddings has 3 rows for 8 index tokens"):
+        add_index_tokens(tiny_model("llama", vocab=len(WORDS)), tiny_tokenizer(), INDEX_TOKENS,
+                         token_embeddings=[torch.zeros(3, 2)])

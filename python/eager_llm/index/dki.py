@@ -273,6 +273,26 @@ class DualSourceIndex:
         letters = string.ascii_lowercase
         return ["".join(f"<{letters[p]}_{code}>" for p, code in enumerate(row)) for row in self.codes.tolist()]
 
+    def code_embeddings(self, semantic: Tensor | None = None, behavior: Tensor | None = None) -> list[Tensor]:
+        """For each position, ``[codebook_size, D]``: the mean embedding (from that position's
+        source) of the items holding each code, zero rows for unused codes; all-zero
+        ``[codebook_size, 1]`` for the disambiguation position and for sources not given. A way
+        to initialise the index tokens from what they stand for."""
+        given = {"semantic": semantic, "behavior": behavior}
+        out: list[Tensor] = []
+        for position, size in enumerate(self.codebook_sizes):
+            source, _ = self._position_source(position)
+            embeddings = given.get(source)
+            if embeddings is None:
+                out.append(torch.zeros(size, 1))
+                continue
+            if embeddings.shape[0] != self.num_items:
+                raise ValueError(f"{source} has {embeddings.shape[0]} rows but the index {self.num_items} items")
+            sums = torch.zeros(size, embeddings.shape[1]).index_add_(0, self.codes[:, position], embeddings.float())
+            counts = torch.bincount(self.codes[:, position], minlength=size).clamp(min=1).unsqueeze(1)
+            out.append(sums / counts)
+        return out
+
     def trie(self, first_token_id: int) -> eager_ext.ItemTrie:
         """The decoding trie over the items' token ids; item id = row."""
         return eager_ext.ItemTrie.from_codes(self.item_token_ids(first_token_id))

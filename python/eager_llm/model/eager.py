@@ -43,9 +43,21 @@ class EagerConfig:
             raise ValueError("EagerConfig weights must be >= 0")
 
 
-def add_index_tokens(model, tokenizer, token_strings: list[str]) -> int:
-    """Adds the index tokens to the tokenizer and the model as one contiguous id block, with
-    new rows set to the mean of the existing ones; returns the first new id."""
+def add_index_tokens(model, tokenizer, token_strings: list[str],
+                     token_embeddings: list[Tensor] | None = None, seed: int = 0) -> int:
+    """Adds the index tokens to the tokenizer and the model as one contiguous id block and
+    returns the first new id.
+
+    New rows start as the mean of the existing rows. With ``token_embeddings`` (one
+    ``[codebook_size, D]`` matrix per index position, in token order, e.g. from
+    :meth:`eager_llm.index.DualSourceIndex.code_embeddings`), the rows of a position are that
+    mean plus a seeded random projection of the codes' exogenous embeddings, centred and scaled
+    to the spread of the existing rows, so codes of similar items start close together; codes
+    with an all-zero embedding (unused) keep the mean.
+    """
+    if token_embeddings is not None and sum(e.shape[0] for e in token_embeddings) != len(token_strings):
+        raise ValueError(f"token_embeddings has {sum(e.shape[0] for e in token_embeddings)} rows for "
+                         f"{len(token_strings)} index tokens")
     existing = set(tokenizer.get_vocab())
     clashes = [t for t in token_strings if t in existing]
     if clashes:
@@ -62,11 +74,33 @@ def add_index_tokens(model, tokenizer, token_strings: list[str]) -> int:
             if layer is None:
                 continue
             weight = layer.weight
-            weight[first:] = weight[:min(old_rows, first)].mean(0, keepdim=True)
+            old = weight[:min(old_rows, first)]
+            weight[first:] = old.mean(0, keepdim=True)
+            if token_embeddings is not None:
+                weight[first:] += _projected_offsets(token_embeddings, old, len(token_strings), seed)
             bias = getattr(layer, "bias", None)
             if bias is not None and bias.shape[0] == weight.shape[0]:
                 bias[first:] = bias[:min(old_rows, first)].mean()
     return first
+
+
+def _projected_offsets(token_embeddings: list[Tensor], old_rows: Tensor, count: int, seed: int) -> Tensor:
+    """Offsets from the mean row for every new token (zero for codes without an embedding)."""
+    hidden = old_rows.shape[1]
+    spread = (old_rows - old_rows.mean(0)).float().norm(dim=1).mean()
+    offsets, start = torch.zeros(count, hidden), 0
+    generator = torch.Generator().manual_seed(seed)
+    for embeddings in token_embeddings:
+        size = embeddings.shape[0]
+        used = embeddings.abs().sum(1) > 0
+        projection = torch.randn(embeddings.shape[1], hidden, generator=generator) / embeddings.shape[1] ** 0.5
+        if used.any():
+            projected = embeddings[used].float() @ projection
+            projected -= projected.mean(0)
+            scale = spread / projected.norm(dim=1).mean().clamp(min=1e-12)
+            offsets[start:start + size][used] = projected * scale
+        start += size
+    return offsets.to(old_rows.dtype)
 
 
 def per_sample_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
