@@ -68,7 +68,8 @@ def add_index_tokens(model, tokenizer, token_strings: list[str],
     if added != len(token_strings) or ids != list(range(first, first + len(token_strings))):
         raise ValueError("the tokenizer did not give the index tokens one contiguous id block")
     old_rows = model.get_input_embeddings().weight.shape[0]
-    model.resize_token_embeddings(first + len(token_strings))
+    # Our own initialisation follows; skip transformers' covariance-sampled rows.
+    model.resize_token_embeddings(first + len(token_strings), mean_resizing=False)
     with torch.no_grad():
         for layer in {model.get_input_embeddings(), model.get_output_embeddings()}:
             if layer is None:
