@@ -1,6 +1,7 @@
 """Experiment: stage 1 and stage 2 on the embedded demo dataset against popularity.
 
     python benchmarks/bench_demo_stages.py [--epochs1 2] [--epochs2 1]
+    python benchmarks/bench_demo_stages.py --quick     # a smoke run (200 users, short training)
 
 A tiny Llama trained from scratch with a word-level tokenizer of the demo vocabulary; SASRec
 behavior and hashed-word semantic embeddings; a sub-clustered balanced-tree index with 2 x 16
@@ -10,9 +11,12 @@ codes per source. Prints test Recall/NDCG@10 for popularity, stage 1 and stage 1
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 
 import torch
@@ -53,13 +57,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs1", type=int, default=2)
     parser.add_argument("--epochs2", type=int, default=1)
-    parser.add_argument("--out", default=os.path.join("runs", "demo-stages"))
+    parser.add_argument("--out", default=None, help="folder for the stage checkpoints (default: a temporary one)")
+    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.epochs1 = args.epochs2 = 1
     started = time.time()
-    dataset = demo_dataset()
+    dataset = demo_dataset(num_users=200 if args.quick else 1_500)
     split = leave_one_out(dataset)
-    embeddings = build_item_embeddings(dataset, split, BehaviorConfig(model="sasrec", dim=32, max_epochs=20, device="cpu"),
-                                       TextEncoderConfig(model="hashed-bow"), progress=False)
+    behavior = BehaviorConfig(model="sasrec", dim=32, max_epochs=2 if args.quick else 20, device="cpu")
+    embeddings = build_item_embeddings(dataset, split, behavior, TextEncoderConfig(model="hashed-bow"), progress=False)
     source = SourceConfig(quantizer="balanced_tree_sub", levels=2, codebook_size=16)
     index = DualSourceIndex.build(embeddings.semantic, embeddings.behavior, IndexConfig(semantic=source, behavior=source))
     titles = [text.title for text in dataset.item_text]
@@ -71,16 +78,20 @@ def main() -> None:
                                          bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                                          pad_token_id=tokenizer.pad_token_id))
     first = add_index_tokens(model, tokenizer, index.token_strings())
+    out = args.out
+    if out is None:
+        out = tempfile.mkdtemp(prefix="demo-stages-")
+        atexit.register(shutil.rmtree, out, ignore_errors=True)
     eager = EagerLLM(model, {"semantic": embeddings.semantic, "behavior": embeddings.behavior}, EagerConfig())
     samples = training_samples(split, index.item_strings(), titles, TaskConfig())
     one = train_stage(eager, tokenizer, samples, StageConfig(epochs=args.epochs1, lr=2e-3, batch_size=32, max_length=256,
                                                              checkpoint_every=10_000, mixed_precision="no"),
-                      os.path.join(args.out, "stage1"), progress=False)
+                      os.path.join(out, "stage1"), progress=False)
     after_one = test_metrics(eager, tokenizer, index, first, split)
     seqrec = training_samples(split, index.item_strings(), titles, TaskConfig(ratios={"seqrec": 1.0}))
     train_stage(eager, tokenizer, seqrec, stage2(epochs=args.epochs2, lr=1e-3, batch_size=32, max_length=256,
                                                  checkpoint_every=10_000, mixed_precision="no"),
-                os.path.join(args.out, "stage2"), progress=False)
+                os.path.join(out, "stage2"), progress=False)
     after_two = test_metrics(eager, tokenizer, index, first, split)
     popularity = popularity_metrics(split, dataset.num_items, ks=(10,))
     rows = [["popularity", f"{popularity['recall@10']:.4f}", f"{popularity['ndcg@10']:.4f}"],
