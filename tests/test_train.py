@@ -43,7 +43,9 @@ def test_stage2_changes_only_the_adapter_embeddings_and_head(tmp_path):
 
     apply_lora(eager, config.lora)
     before = {name: p.detach().clone() for name, p in eager.named_parameters()}
-    train_stage(eager, tokenizer, samples, config, str(tmp_path), progress=False)
+    history = train_stage(eager, tokenizer, samples, config, str(tmp_path), progress=False).history
+    assert all(set(h) == {"step", "epoch", "lm", "loss", "lr", "tokens"} for h in history)  # LM loss only
+    assert all(h["loss"] == h["lm"] for h in history)
     changed = {name for name, p in eager.named_parameters() if not torch.equal(p, before[name])}
     trainable = {name for name, p in eager.named_parameters() if p.requires_grad}
     assert changed and changed <= trainable

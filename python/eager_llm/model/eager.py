@@ -142,13 +142,15 @@ class EagerLLM(nn.Module):
     def table(self, source: str) -> Tensor:
         return getattr(self, f"{source}_table")
 
-    def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Loss terms for one batch: ``loss`` (the weighted sum), ``lm``, and ``gct_<source>``."""
-        output = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    def forward(self, batch: Batch, generator: torch.Generator | None = None, gct: bool = True) -> dict[str, Tensor]:
+        """Loss terms for one batch: ``loss`` (the weighted sum), ``lm``, and ``gct_<source>``
+        unless ``gct`` is False (stage 2 trains on the LM loss alone)."""
+        use_gct = gct and len(self.projectors) > 0
+        output = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=use_gct)
         lm = per_sample_lm_loss(output.logits, batch.labels)
         terms = {"lm": lm}
         loss = lm
-        if self.projectors:
+        if use_gct:
             summary = eager_ext.summary_gather(output.hidden_states[-1], batch.summary_positions)
             query_input = F.normalize(summary.float(), dim=-1)
             valid = batch.target_items > 0

@@ -47,8 +47,6 @@ def apply_lora(eager: EagerLLM, settings: LoraSettings) -> None:
         raise ValueError(f"LoRA target_modules={settings.target_modules!r} do not fit this model: {error}") from None
     for layer in (eager.lm.get_input_embeddings(), eager.lm.get_output_embeddings()):
         layer.weight.requires_grad_(True)
-    for parameter in eager.projectors.parameters():
-        parameter.requires_grad_(False)  # stage 2 trains no GCT
 
 
 def _precision(requested: str) -> str:
@@ -133,7 +131,7 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
                 indices = share.tolist() if len(share) else chunk[:1].tolist()
                 batch = collate([samples[i] for i in indices], tokenizer, config.max_length).to(accelerator.device)
                 with accelerator.accumulate(model):
-                    terms = model(batch, generator=_negatives_generator(config.seed, result.steps))
+                    terms = model(batch, generator=_negatives_generator(config.seed, result.steps), gct=config.gct)
                     accelerator.backward(terms["loss"] * weight)
                     if accelerator.sync_gradients and config.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
