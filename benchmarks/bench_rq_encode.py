@@ -31,8 +31,8 @@ def rq_encode_tiled_torch(x: torch.Tensor, codebooks: torch.Tensor, tile: int = 
     centroids = codebooks.float()
     sq_norms = centroids.pow(2).sum(-1)
     n, levels = x.shape[0], centroids.shape[0]
-    codes = torch.empty(n, levels, dtype=torch.long)
-    norms = torch.empty(n)
+    codes = torch.empty(n, levels, dtype=torch.long, device=x.device)
+    norms = torch.empty(n, device=x.device)
     for start in range(0, n, tile):
         residual = x[start : start + tile].float()
         for level in range(levels):

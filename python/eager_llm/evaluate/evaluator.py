@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..generate import constrained_beam_search, position_constrained_beam_search
+from ..generate import constrained_beam_search, left_pad, position_constrained_beam_search
 from ..io import atomic_write_json, atomic_write_jsonl
 from .metrics import ranking_metrics
 
@@ -54,23 +54,13 @@ class EvaluationResult:
     user_ids: list = field(default_factory=list)
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int) -> tuple[Tensor, Tensor]:
-    length = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), length), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros(len(prompts), length, dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, length - len(prompt):] = torch.as_tensor(prompt, dtype=torch.long)
-        attention_mask[row, length - len(prompt):] = 1
-    return input_ids, attention_mask
-
-
 def _batches(order: list[int], batch_size: int):
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
 
 
 def _search(model, prompts, trie, config: EvaluationConfig):
-    input_ids, attention_mask = _left_pad(prompts, config.pad_token_id)
+    input_ids, attention_mask = left_pad(prompts, config.pad_token_id)
     kwargs = dict(num_beams=config.num_beams, score_space=config.score_space, item_tokens=config.item_tokens)
     if config.constraint == "trie":
         items, scores = constrained_beam_search(model, input_ids, attention_mask, trie, **kwargs)

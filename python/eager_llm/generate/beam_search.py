@@ -20,6 +20,17 @@ from .model_io import CausalLMRunner, reorder_beams
 SCORE_SPACES = ("items", "vocab")
 
 
+def left_pad(prompts, pad_token_id: int) -> tuple[Tensor, Tensor]:
+    """Token-id lists as left-padded ``input_ids`` and ``attention_mask`` [B, longest]."""
+    length = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros(len(prompts), length, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, length - len(prompt):] = torch.as_tensor(prompt, dtype=torch.long)
+        attention_mask[row, length - len(prompt):] = 1
+    return input_ids, attention_mask
+
+
 def _item_token_range(trie, item_tokens) -> tuple[int, int]:
     """[first, last) of the LM-head rows that items mode scores and normalises over: the given
     range, which must hold every trie token, or by default the trie's own token range."""

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 import eager_ext
 
 from ..data import Sample
-from ..generate import constrained_beam_search
+from ..generate import constrained_beam_search, left_pad
 from ..index import DualSourceIndex
 from ..tasks import evaluation_prompts
 from .eager import EagerConfig, EagerLLM
@@ -58,13 +58,8 @@ class Recommender:
         samples = [Sample(0, tuple(history[-20:]), 1) for history in histories]
         prompts = evaluation_prompts(samples, self.index.item_strings())
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        length = max(len(ids) for ids in encoded)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        input_ids = torch.full((len(encoded), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, ids in enumerate(encoded):
-            input_ids[row, length - len(ids):] = torch.tensor(ids)
-            attention_mask[row, length - len(ids):] = 1
+        input_ids, attention_mask = left_pad(encoded, pad)
         items, scores = constrained_beam_search(self.eager.lm, input_ids, attention_mask, self.trie, num_beams,
                                                 num_return_sequences=k, score_space=score_space,
                                                 item_tokens=self.item_tokens)

@@ -21,12 +21,31 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def save_weights(path: str, model) -> None:
+    """The trainable parameters as safetensors, atomically."""
+    temporary = path + ".tmp"
+    save_file(trainable_state(model), temporary)
+    os.replace(temporary, path)
+
+
+def load_weights(path: str, model) -> None:
+    """Copies weights written by save_weights into the model's parameters of the same names."""
+    weights = load_file(path)
+    parameters = dict(model.named_parameters())
+    unknown = set(weights) - set(parameters)
+    if unknown:
+        raise ValueError(f"{path}: holds parameters this model lacks: {sorted(unknown)[:5]}")
+    with torch.no_grad():
+        for name, value in weights.items():
+            parameters[name].copy_(value)
+
+
 def save_checkpoint(folder: str, model, optimizer, scheduler, progress: dict) -> None:
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     temporary = tempfile.mkdtemp(prefix=".checkpoint-", dir=parent)
     try:
-        save_file(trainable_state(model), os.path.join(temporary, WEIGHTS))
+        save_weights(os.path.join(temporary, WEIGHTS), model)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()},
                    os.path.join(temporary, STATE))
@@ -47,14 +66,7 @@ def load_checkpoint(folder: str, model, optimizer, scheduler) -> dict | None:
     is none. The training state is read with weights_only=True: no arbitrary unpickling."""
     if not os.path.exists(os.path.join(folder, META)):
         return None
-    weights = load_file(os.path.join(folder, WEIGHTS))
-    parameters = dict(model.named_parameters())
-    unknown = set(weights) - set(parameters)
-    if unknown:
-        raise ValueError(f"{folder}: checkpoint has parameters this model lacks: {sorted(unknown)[:5]}")
-    with torch.no_grad():
-        for name, value in weights.items():
-            parameters[name].copy_(value)
+    load_weights(os.path.join(folder, WEIGHTS), model)
     state = torch.load(os.path.join(folder, STATE), weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

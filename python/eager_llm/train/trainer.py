@@ -21,7 +21,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ..model import EagerLLM
 from ..tasks import TaskSample, collate
-from .checkpoint import load_checkpoint, save_checkpoint, trainable_state
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from .config import LoraSettings, StageConfig
 
 
@@ -100,6 +100,7 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
     model, optimizer = accelerator.prepare(eager, optimizer)
 
     checkpoint = os.path.join(output_dir, "checkpoint")
+    best_weights = os.path.join(output_dir, "best", "trainable.safetensors")
     state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler) or {
         "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "epoch_metrics": [], "best_epoch": None}
     result = StageResult(state["history"], state["epoch_metrics"], state["best_epoch"], state["global_step"])
@@ -160,30 +161,12 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
             if result.best_epoch is None or metric > result.epoch_metrics[result.best_epoch]:
                 result.best_epoch = len(result.epoch_metrics) - 1
                 if accelerator.is_main_process:
-                    _save_best(output_dir, accelerator.unwrap_model(model))
+                    os.makedirs(os.path.join(output_dir, "best"), exist_ok=True)
+                    save_weights(best_weights, accelerator.unwrap_model(model))
         save(epoch + 1, 0)
     bar.close()
     if evaluate is not None and result.best_epoch is not None:
-        _restore_best(output_dir, accelerator.unwrap_model(model))
+        accelerator.wait_for_everyone()
+        load_weights(best_weights, accelerator.unwrap_model(model))
     result.seconds = time.time() - started
     return result
-
-
-def _save_best(output_dir: str, model) -> None:
-    from safetensors.torch import save_file
-
-    folder = os.path.join(output_dir, "best")
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, "trainable.safetensors.tmp")
-    save_file(trainable_state(model), temporary)
-    os.replace(temporary, os.path.join(folder, "trainable.safetensors"))
-
-
-def _restore_best(output_dir: str, model) -> None:
-    from safetensors.torch import load_file
-
-    weights = load_file(os.path.join(output_dir, "best", "trainable.safetensors"))
-    parameters = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            parameters[name].copy_(value)
