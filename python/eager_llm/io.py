@@ -27,8 +27,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike, value) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+def atomic_write_json(path: str | os.PathLike, value, sort_keys: bool = True) -> None:
+    """``sort_keys=False`` keeps the mapping's order (e.g. table rows in display order)."""
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:

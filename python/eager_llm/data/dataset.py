@@ -94,3 +94,20 @@ class Dataset:
         for text in self.item_text:
             digest.update((json.dumps(text.fields(), sort_keys=True) + "\n").encode())
         return digest.hexdigest()[:16]
+
+    def subsample(self, max_users: int, seed: int = 0) -> "Dataset":
+        """A seeded random ``max_users`` users (all when there are not more), keeping only the
+        items they use, renumbered 1.. in their old order; the report notes the subsample."""
+        if max_users >= self.num_users:
+            return self
+        import random
+
+        chosen = sorted(random.Random(seed).sample(range(self.num_users), max_users))
+        sequences = [self.sequences[user] for user in chosen]
+        kept = sorted({item for sequence in sequences for item in sequence})
+        new_id = {item: position + 1 for position, item in enumerate(kept)}
+        report = DataReport(**{**self.report.as_dict(), "notes": list(self.report.notes)})
+        report.notes.append(f"subsample: {max_users} of {self.num_users} users (seed {seed}), "
+                            f"{len(kept)} of {self.num_items} items, renumbered")
+        return Dataset(self.name, [[new_id[item] for item in sequence] for sequence in sequences],
+                       [self.item_text[item - 1] for item in kept], report)

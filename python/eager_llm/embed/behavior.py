@@ -40,7 +40,7 @@ from ..evaluate.metrics import ranking_metrics
 MODELS = ("sasrec", "din")
 DEVICES = ("cpu", "cuda", "auto")
 TOP_K = 20
-METRIC_KS = (5, 10, 20)
+METRIC_KS = (1, 5, 10, 20)
 # Elements of DIN's largest intermediate ([users, history, attention_hidden, candidates]) per call:
 # 2^24 floats = 64 MiB, so full ranking never holds more than that plus [users, num_items].
 DIN_CHUNK_ELEMENTS = 1 << 24
