@@ -167,9 +167,7 @@ def _convert(annotation, value, key: str):
             raise ConfigError(f"{key}: expected a mapping of {nested.__name__} fields, got {value!r}")
         return build(nested, value, key + ".")
     allowed = _scalar_types(annotation)
-    if tuple in allowed or list in allowed:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if isinstance(value, (list, tuple)) and (tuple in allowed or list in allowed):
         return tuple(value) if tuple in allowed else list(value)
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
