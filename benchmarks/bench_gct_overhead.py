@@ -1,9 +1,10 @@
 """Benchmark: what the GCT losses add to a training step, fused ops against the released way.
 
-    python benchmarks/bench_gct_overhead.py           # the table of BENCHMARKS.md
-    python benchmarks/bench_gct_overhead.py --quick   # a smoke run
+    python benchmarks/bench_gct_overhead.py                   # a 4-layer, 256-wide Llama
+    python benchmarks/bench_gct_overhead.py --size smollm2    # SmolLM2-135M's shape (random weights)
+    python benchmarks/bench_gct_overhead.py --quick           # a smoke run
 
-One AdamW step (forward, backward, update) of a small Llama on 16 sequences of 128 tokens, in
+One AdamW step (forward, backward, update) of a Llama on 16 sequences of 128 tokens, in
 three variants: the LM loss alone; LM + GCT with eager_ext's summary_gather and
 gathered_infonce (2,048 shared negatives from a 12,101-item semantic table of width 384 and a
 behavior table of width 64); and LM + GCT the way the released code does it (a Python loop
@@ -31,13 +32,21 @@ from eager_llm.tasks import Batch  # noqa: E402
 ITEMS, BATCH, LENGTH = 12_101, 16, 128
 
 
-def build(quick: bool, variant: str):
+# hidden, intermediate, layers, heads, kv heads, vocab. "smollm2" is SmolLM2-135M's shape plus
+# 1,024 index tokens; its weights do not matter for time and memory, so they stay random.
+SIZES = {"quick": (64, 128, 1, 4, 4, 512), "small": (256, 512, 4, 4, 4, 4_096),
+         "smollm2": (576, 1_536, 30, 9, 3, 49_152 + 1_024)}
+
+
+def build(size: str, variant: str):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    hidden, layers, vocab = (64, 1, 512) if quick else (256, 4, 4_096)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4))
+    hidden, intermediate, layers, heads, kv_heads, vocab = SIZES[size]
+    quick = size == "quick"
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate,
+                                         num_hidden_layers=layers, num_attention_heads=heads,
+                                         num_key_value_heads=kv_heads, tie_word_embeddings=size == "smollm2"))
     g = torch.Generator().manual_seed(1)
     tables = {} if variant == "LM only" else {"semantic": torch.randn(ITEMS, 384, generator=g),
                                                "behavior": torch.randn(ITEMS, 64, generator=g)}
@@ -81,24 +90,28 @@ VARIANTS = ["LM only", "LM + GCT, fused ops", "LM + GCT, released way"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--memory-probe", nargs=2, metavar=("VARIANT", "QUICK"), help=argparse.SUPPRESS)
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--quick", action="store_true", help="same as --size quick, one repeat")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("VARIANT", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
-        variant, quick = args.memory_probe[0], args.memory_probe[1] == "1"
-        eager, batch, optimizer = build(quick, variant)
+        variant, size = args.memory_probe
+        eager, batch, optimizer = build(size, variant)
         print(json.dumps({"peak_mib": peak_extra_mib(step_function(eager, batch, optimizer, variant))}))
         return
-    repeats = 1 if args.quick else 7
-    steps = {variant: step_function(*build(args.quick, variant), variant) for variant in VARIANTS}
+    size = "quick" if args.quick else args.size
+    repeats = 1 if args.quick else (5 if size == "smollm2" else 7)
+    steps = {variant: step_function(*build(size, variant), variant) for variant in VARIANTS}
     times = interleaved_medians(steps, repeats)
-    memory = {v: measure_in_subprocess(__file__, [v, "1" if args.quick else "0"]) for v in VARIANTS}
+    steps.clear()  # free the three models before the fresh-process memory probes
+    memory = {v: measure_in_subprocess(__file__, [v, size]) for v in VARIANTS}
     tokens = BATCH * (32 if args.quick else LENGTH)
     base = times["LM only"]
     rows = [[variant, f"{times[variant] * 1e3:.0f}", f"{tokens / times[variant]:.0f}",
              f"{(times[variant] / base - 1) * 100:+.1f} %", f"{memory[variant]:.0f}",
              f"{memory[variant] - memory['LM only']:+.0f}"] for variant in VARIANTS]
-    print(f"one AdamW step, {BATCH} x {tokens // BATCH} tokens, {torch.get_num_threads()} threads, median of {repeats}")
+    print(f"{size} Llama, one AdamW step, {BATCH} x {tokens // BATCH} tokens, {torch.get_num_threads()} threads, "
+          f"median of {repeats}")
     print()
     print(markdown_table(["variant", "step ms", "tokens/s", "time vs LM only", "peak MiB", "MiB vs LM only"], rows))
 

@@ -107,6 +107,14 @@ def test_unchanged_steps_are_reused_and_changed_inputs_recompute_downstream(run_
     assert_one_line_error(stale, "stage1", "other inputs", "eager-llm train")
 
 
+def test_report_rewrites_the_report(run_dir):
+    report = run_dir / "report" / "report.md"
+    report.unlink()
+    result = run_cli("report", "--run", str(run_dir))
+    assert result.stdout.strip() == str(report)
+    assert "## Recommendation quality" in report.read_text()
+
+
 def test_recommend_prints_titles_and_scores(run_dir):
     titles = read(run_dir / "prepare" / "titles.json")
     result = run_cli("recommend", "--run", str(run_dir), "--history", "3,1,2", "-k", "5")

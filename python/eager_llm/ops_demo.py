@@ -1,5 +1,5 @@
-"""A short tour of the kernels on random data: what `eager-llm demo` runs until the full
-pipeline lands. Prints what each op did and how it compares with the plain-torch reference."""
+"""A short tour of the kernels on random data (`eager-llm bench --kernels`): prints what each op
+did and how it compares with the plain-torch reference."""
 
 from __future__ import annotations
 

@@ -34,6 +34,15 @@ class ItemText:
         }
         return {name: values[name] for name in TEXT_FIELDS if values[name]}
 
+    def name(self) -> str:
+        """What the text tasks call the item: its title, else brand and attributes or categories
+        (Amazon Sports has no titles, only brand + category attributes)."""
+        if self.title:
+            return self.title
+        parts = [self.brand] if self.brand else []
+        parts += self.attributes or [path.split(" > ")[-1] for path in self.categories]
+        return " ".join(part for part in parts if part)
+
     def is_empty(self) -> bool:
         return not self.fields()
 

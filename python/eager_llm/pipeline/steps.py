@@ -84,7 +84,7 @@ def prepare(run: RunDir, force: bool = False) -> None:
             "name": dataset.name, "source": run.config.data.source, "fingerprint": fingerprint,
             "statistics": dataset.statistics(), "report": dataset.report.as_dict(),
             "split": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}})
-        atomic_write_json(os.path.join(folder, "titles.json"), [text.title for text in dataset.item_text])
+        atomic_write_json(os.path.join(folder, "titles.json"), [text.name() for text in dataset.item_text])
         record = run.record()
         record["data_fingerprint"] = fingerprint
         run.write_record(record)
@@ -205,7 +205,7 @@ def _write_training(folder: str, result, eager: EagerLLM) -> dict:
 def _stage1(run: RunDir, progress: bool) -> None:
     def compute(folder: str) -> dict:
         dataset, split = _checked_data(run)
-        titles = [text.title for text in dataset.item_text]
+        titles = [text.name() for text in dataset.item_text]
         index_ = load_index(run)
         tables = load_embeddings(run)
         model, tokenizer = _backbone(run, titles)
@@ -232,7 +232,7 @@ def _stage2(run: RunDir, progress: bool) -> None:
         if hasattr(eager.lm, "peft_config"):
             # Stage 2 is a fresh adapter on the stage-1 model, not more training of stage 1's.
             eager.lm = eager.lm.merge_and_unload()
-        titles = [text.title for text in dataset.item_text]
+        titles = [text.name() for text in dataset.item_text]
         samples = training_samples(split, recommender.index.item_strings(), titles,
                                    TaskConfig(ratios={"seqrec": 1.0}, seed=run.config.seed))
         result = train_stage(eager, recommender.tokenizer, samples, run.config.stage2, folder,

@@ -1,0 +1,87 @@
+"""The run configuration: nested defaults, overrides, type checks, round trip; and the data
+helpers the pipeline adds (user subsample, item names)."""
+
+import dataclasses
+
+import pytest
+
+from eager_llm.data import ItemText, demo_dataset
+from eager_llm.pipeline.config import PRESETS, ConfigError, RunConfig, merge, parse_override, read_config_file, resolve_values
+
+
+def test_a_nested_override_keeps_the_sections_other_defaults():
+    config = resolve_values({"embed": {"behavior": {"dim": 48}}, "stage2": {"lora": {"r": 4}}})
+    assert config.embed.behavior.dim == 48
+    assert config.embed.behavior.model == RunConfig().embed.behavior.model == "sasrec"
+    assert config.stage2.lora.r == 4 and config.stage2.lora.alpha == 32 and config.stage2.gct is False
+
+
+def test_overrides_are_read_as_yaml_values():
+    assert parse_override("stage1.lr=1e-4") == {"stage1": {"lr": 1e-4}}
+    assert parse_override("stage1.gct=false") == {"stage1": {"gct": False}}
+    assert parse_override("evaluate.ks=[1, 10]") == {"evaluate": {"ks": [1, 10]}}
+    assert parse_override("index.semantic=null") == {"index": {"semantic": None}}
+    config = resolve_values(merge(parse_override("evaluate.ks=[1, 10]"), parse_override("index.semantic=null")))
+    assert config.evaluate.ks == (1, 10) and config.index.semantic is None
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("stage1.lr")
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"stage1": {"learning_rate": 1}}, "unknown config key 'stage1.learning_rate'"),
+    ({"stage1": {"seed": 3}}, "unknown config key 'stage1.seed'"),
+    ({"stage1": {"epochs": "two"}}, "stage1.epochs: expected int"),
+    ({"stage1": {"epochs": True}}, "stage1.epochs: expected an integer"),
+    ({"stage1": {"epochs": 0}}, "StageConfig.epochs must be an integer >= 1"),
+    ({"model": {"token_init": "zeros"}}, "model.token_init"),
+    ({"model": {"backbone": "/no/such/model"}}, "model.backbone"),
+    ({"evaluate": {"ks": [50]}}, "exceeds evaluate.num_beams"),
+    ({"index": {"semantic": None, "behavior": None}}, "at least one source"),
+    ({"embed": 3}, "embed: expected a mapping"),
+])
+def test_bad_settings_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        resolve_values(values)
+
+
+def test_the_run_seed_reaches_every_step_and_the_config_round_trips():
+    config = resolve_values(merge(PRESETS["smollm2"], {"seed": 7}))
+    assert {config.embed.behavior.seed, config.index.seed, config.tasks.seed, config.stage1.seed,
+            config.stage2.seed} == {7}
+    assert "seed" not in config.to_dict()["stage1"]
+    again = resolve_values(config.to_dict())
+    assert dataclasses.asdict(again) == dataclasses.asdict(config)
+    assert config.model.backbone == "smollm2" and config.stage1.lora.r == 16
+
+
+def test_yaml_and_json_files(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("stage1:\n  lr: 3e-3\n  epochs: 2\n")
+    assert read_config_file(str(yaml_file)) == {"stage1": {"lr": 0.003, "epochs": 2}}
+    json_file = tmp_path / "c.json"
+    json_file.write_text('{"stage1": {"lr": 0.01}}')
+    assert resolve_values(read_config_file(str(json_file))).stage1.lr == 0.01
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        read_config_file(str(tmp_path / "list.yaml"))
+
+
+def test_subsample_keeps_whole_users_and_renumbers_their_items():
+    dataset = demo_dataset(num_users=200)
+    small = dataset.subsample(50, seed=3)
+    assert small.num_users == 50 and small == dataset.subsample(50, seed=3) is not dataset
+    used = sorted({item for sequence in small.sequences for item in sequence})
+    assert used == list(range(1, small.num_items + 1))
+    # Each kept user's sequence maps to some original user's, item by item, through the texts.
+    originals = {tuple(text.title for text in (dataset.item_text[i - 1] for i in s)) for s in dataset.sequences}
+    for sequence in small.sequences:
+        assert tuple(small.item_text[i - 1].title for i in sequence) in originals
+    assert "subsample: 50 of 200 users" in small.report.notes[-1]
+    assert dataset.subsample(500) is dataset
+
+
+def test_item_name_falls_back_to_brand_and_attributes():
+    assert ItemText(title="Rose Soap", brand="Acme").name() == "Rose Soap"
+    assert ItemText(brand="Tipton", attributes=["Hunting", "Gun Cleaning Kits"]).name() == "Tipton Hunting Gun Cleaning Kits"
+    assert ItemText(categories=["Beauty > Skin Care > Face"]).name() == "Face"
+    assert ItemText().name() == ""
