@@ -31,11 +31,7 @@ QUICK = {"data": {"max_users": 60}, "embed": {"behavior": {"max_epochs": 1}}, "s
 
 def run(folder: str, values: dict) -> dict:
     run_dir = RunDir.create(folder, resolve_values(values), "benchmarks/bench_token_init.py", None)
-    steps.prepare(run_dir)
-    steps.embed(run_dir, progress=False)
-    steps.index(run_dir)
-    steps.train(run_dir, progress=False)
-    steps.evaluate_run(run_dir, progress=False)
+    steps.run_steps(run_dir, ("prepare", "embed", "index", "train", "evaluate"), progress=False)
     with open(run_dir.file("evaluate", "metrics.json"), encoding="utf-8") as handle:
         return json.load(handle)["rows"]
 

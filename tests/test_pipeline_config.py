@@ -16,6 +16,17 @@ def test_a_nested_override_keeps_the_sections_other_defaults():
     assert config.stage2.lora.r == 4 and config.stage2.lora.alpha == 32 and config.stage2.gct is False
 
 
+def test_task_ratios_are_laid_over_the_defaults():
+    from eager_llm.tasks import DEFAULT_RATIOS
+
+    config = resolve_values({"tasks": {"ratios": {"index2item": 0.0}}})
+    assert config.tasks.ratios == {**DEFAULT_RATIOS, "index2item": 0.0}
+    smollm2 = resolve_values(PRESETS["smollm2"]).tasks.ratios
+    assert smollm2["seqrec"] == 1.0 and smollm2["history_title_to_index"] == 0.0
+    with pytest.raises(ConfigError, match="unknown tasks"):
+        resolve_values({"tasks": {"ratios": {"nexttitle": 1.0}}})
+
+
 def test_overrides_are_read_as_yaml_values():
     assert parse_override("stage1.lr=1e-4") == {"stage1": {"lr": 1e-4}}
     assert parse_override("stage1.gct=false") == {"stage1": {"gct": False}}

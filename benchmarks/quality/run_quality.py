@@ -64,11 +64,7 @@ def run_pipeline(folder: str, values: dict, log) -> tuple[dict, dict]:
     """Runs every step (reusing what the folder already holds for the same inputs); returns the
     test metrics rows and the run record."""
     run = RunDir.create(folder, resolve_values(values), "benchmarks/quality/run_quality.py", None, log=log)
-    steps.prepare(run)
-    steps.embed(run, progress=False)
-    steps.index(run)
-    steps.train(run, progress=False)
-    steps.evaluate_run(run, progress=False)
+    steps.run_steps(run, ("prepare", "embed", "index", "train", "evaluate"), progress=False)
     with open(run.file("evaluate", "metrics.json"), encoding="utf-8") as handle:
         rows = json.load(handle)["rows"]
     return rows, {**run.record(), "config": run.config.to_dict()}

@@ -20,7 +20,10 @@ import time
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
-STEP_COMMANDS = ("prepare", "embed", "index", "train", "evaluate", "bench")
+
+
+class UsageError(Exception):
+    """A wrong argument on the command line."""
 
 
 def _say(quiet: bool):
@@ -57,21 +60,7 @@ def _run_steps(args, names) -> None:
     from .report import write_report
 
     run = _open_run(args)
-    progress = not args.quiet
-    for name in names:
-        force = args.force
-        if name == "prepare":
-            steps.prepare(run, force=force)
-        elif name == "embed":
-            steps.embed(run, progress=progress, force=force)
-        elif name == "index":
-            steps.index(run, force=force)
-        elif name == "train":
-            steps.train(run, progress=progress, force=force)
-        elif name == "evaluate":
-            steps.evaluate_run(run, progress=progress, force=force)
-        elif name == "bench":
-            steps.bench(run, force=force)
+    steps.run_steps(run, names, progress=not args.quiet, force=args.force)
     path = write_report(run.path)
     run.log(f"report: {path}")
 
@@ -84,19 +73,20 @@ def _step_command(args) -> None:
         if not args.run:
             return
     if not args.run:
-        raise _usage(f"{args.command}: --run DIR is required")
+        raise UsageError(f"{args.command}: --run DIR is required")
     _run_steps(args, [args.command])
 
 
 def _demo(args) -> None:
+    from .pipeline import steps
     from .pipeline.config import PRESETS
 
     if args.model not in PRESETS:
-        raise _usage(f"demo: unknown --model {args.model!r} (known: {', '.join(PRESETS)})")
+        raise UsageError(f"demo: unknown --model {args.model!r} (known: {', '.join(PRESETS)})")
     args.preset = args.model
     args.run = args.run or os.path.join("runs", "demo" if args.model == "demo" else f"demo-{args.model}")
     started = time.time()
-    _run_steps(args, STEP_COMMANDS)
+    _run_steps(args, steps.COMMANDS)
     _print_quality(args.run)
     print(f"\nrun folder: {os.path.abspath(args.run)} ({time.time() - started:.0f} s); "
           f"report: {os.path.join(os.path.abspath(args.run), 'report', 'report.md')}")
@@ -122,9 +112,9 @@ def _parse_history(text: str) -> list[int]:
     try:
         history = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise _usage(f"--history {text!r}: expected comma-separated item ids, e.g. 12,7,33") from None
+        raise UsageError(f"--history {text!r}: expected comma-separated item ids, e.g. 12,7,33") from None
     if not history:
-        raise _usage("--history is empty")
+        raise UsageError("--history is empty")
     return history
 
 
@@ -137,21 +127,13 @@ def _recommend(args) -> None:
     recommender = steps.latest_recommender(run)
     unknown = [item for item in history if not 1 <= item <= recommender.index.num_items]
     if unknown:
-        raise _usage(f"--history: unknown item ids {unknown[:5]} (this run's items are 1..{recommender.index.num_items})")
+        raise UsageError(f"--history: unknown item ids {unknown[:5]} (this run's items are 1..{recommender.index.num_items})")
     titles = steps._titles(run)
     items, scores = recommender.recommend([history], k=args.k, num_beams=max(args.k, run.config.evaluate.num_beams))
     print(f"{'rank':>4s} {'item':>6s} {'log-prob':>9s}  title")
     for rank, (item, score) in enumerate(zip(items[0].tolist(), scores[0].tolist()), start=1):
         if item > 0:
             print(f"{rank:4d} {item:6d} {score:9.3f}  {titles[item - 1]}")
-
-
-class UsageError(Exception):
-    pass
-
-
-def _usage(message: str) -> UsageError:
-    return UsageError(message)
 
 
 def _common(parser: argparse.ArgumentParser, run_required: bool) -> None:

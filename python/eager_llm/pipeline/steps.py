@@ -369,3 +369,25 @@ def bench(run: RunDir, force: bool = False) -> None:
         return {}
 
     run.step("bench", keys(run)["bench"], compute, force)
+
+
+COMMANDS = ("prepare", "embed", "index", "train", "evaluate", "bench")
+
+
+def run_steps(run: RunDir, names=COMMANDS, progress: bool = True, force: bool = False) -> None:
+    """Runs the named steps (``COMMANDS`` order is the pipeline's), each reused when current."""
+    for name in names:
+        if name == "prepare":
+            prepare(run, force=force)
+        elif name == "embed":
+            embed(run, progress=progress, force=force)
+        elif name == "index":
+            index(run, force=force)
+        elif name == "train":
+            train(run, progress=progress, force=force)
+        elif name == "evaluate":
+            evaluate_run(run, progress=progress, force=force)
+        elif name == "bench":
+            bench(run, force=force)
+        else:
+            raise ValueError(f"unknown step {name!r} (known: {', '.join(COMMANDS)})")
