@@ -30,4 +30,4 @@ def test_quality_benchmark_smoke_on_beauty(tmp_path):
     assert full["config"]["data"]["max_users"] == 300 and "torch" in full["versions"]
     no_gct = results["runs"][0]["no_gct"]["record"]
     assert no_gct["steps"]["embed"]["reused"] and not no_gct["steps"]["stage1"]["reused"]
-    assert "(published, LLaMA-7B scale)" in (tmp_path / "beauty" / "results.md").read_text()
+    assert "EAGER-LLM (published, LLaMA-7B scale)" in (tmp_path / "beauty" / "results.md").read_text()

@@ -105,6 +105,9 @@ def summary_rows(per_seed: list[dict]) -> list[tuple[str, list[dict]]]:
     for variant in VARIANTS[1:]:
         if per_seed and variant in per_seed[0]:
             rows.append((LABELS[variant], [seed[variant]["rows"]["EAGER-LLM stage 1 + 2"] for seed in per_seed]))
+    if per_seed and "smollm2" in per_seed[0]:  # its subsample has its own baselines
+        for name in ("popularity", "SASRec"):
+            rows.append((f"{name} on the SmolLM2 subsample", [seed["smollm2"]["rows"][name] for seed in per_seed]))
     return rows
 
 
@@ -116,7 +119,7 @@ def cell(values: list[float]) -> str:
 def write_results(args, per_seed: list[dict]) -> str:
     folder = os.path.join(args.out, args.dataset)
     rows = [[label, *(cell([m[metric] for m in metrics]) for metric in METRICS)] for label, metrics in summary_rows(per_seed)]
-    rows += [[f"{name} (published, LLaMA-7B scale)", *(f"{v:.4f}" for v in values)]
+    rows += [[f"{name} (published{', LLaMA-7B scale' if name == 'EAGER-LLM' else ''})", *(f"{v:.4f}" for v in values)]
              for name, values in PUBLISHED[args.dataset].items()]
     hours = {variant: [seed[variant]["seconds"] / 3600 for seed in per_seed] for variant in per_seed[0]}
     hardware = (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
@@ -124,8 +127,8 @@ def write_results(args, per_seed: list[dict]) -> str:
     budget = ", ".join(f"{variant} {statistics.mean(h):.2f} h" for variant, h in hours.items())
     seeds = [seed for seed in args.seeds]
     text = "\n".join([
-        f"`python benchmarks/quality/run_quality.py --dataset {args.dataset} --seeds {' '.join(map(str, seeds))}"
-        f"{' --smoke' if args.smoke else ''}` — test split, full ranking, mean ± standard deviation over seeds {seeds}.",
+        f"`python benchmarks/quality/run_quality.py --dataset {args.dataset} --seeds {' '.join(map(str, seeds))} "
+        f"--variants {' '.join(args.variants)}{' --smoke' if args.smoke else ''}` — test split, full ranking, mean ± standard deviation over seeds {seeds}.",
         f"Hardware: {hardware}. Wall time per seed: {budget}.",
         "", markdown_table(["", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10"], rows), ""])
     atomic_write_json(os.path.join(folder, "results.json"), {

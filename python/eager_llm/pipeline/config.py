@@ -128,9 +128,11 @@ PRESETS = {
     "smollm2": {"data": {"max_users": 40}, "embed": {"text": {"model": "hashed-bow"}},
                 "model": {"backbone": "smollm2"},
                 "tasks": {"ratios": {"history_index_to_title": 0.0, "history_title_to_index": 0.0}},
-                "stage1": {"epochs": 1, "lr": 5e-4, "batch_size": 8, "max_length": 192,
+                # bf16 autocast: 1.57x faster steps on a Zen 4 CPU (native bf16 instructions);
+                # set "no" on CPUs without them.
+                "stage1": {"epochs": 1, "lr": 5e-4, "batch_size": 8, "max_length": 192, "mixed_precision": "bf16",
                            "lora": {"r": 16, "alpha": 32, "dropout": 0.05}},
-                "stage2": {"epochs": 1, "lr": 3e-4, "batch_size": 8, "max_length": 192},
+                "stage2": {"epochs": 1, "lr": 3e-4, "batch_size": 8, "max_length": 192, "mixed_precision": "bf16"},
                 "evaluate": {"batch_size": 8, "validation_users": 0},
                 "bench": {"users": 8}},
 }
