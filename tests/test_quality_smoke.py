@@ -1,5 +1,5 @@
 """The quality benchmark's smoke version on the real Amazon files (skipped without ../shared/data):
-300 Beauty users, one epoch, through the same script and pinned config as the full benchmark."""
+100 Beauty users, one epoch, through the same script and pinned config as the full benchmark."""
 
 import json
 import os
@@ -27,7 +27,7 @@ def test_quality_benchmark_smoke_on_beauty(tmp_path):
         assert 0.0 <= metrics[0]["recall@10"] <= 1.0
     full = results["runs"][0]["full"]["record"]
     assert full["seed"] == 0 and len(full["data_fingerprint"]) == 16
-    assert full["config"]["data"]["max_users"] == 300 and "torch" in full["versions"]
+    assert full["config"]["data"]["max_users"] == 100 and "torch" in full["versions"]
     no_gct = results["runs"][0]["no_gct"]["record"]
     assert no_gct["steps"]["embed"]["reused"] and not no_gct["steps"]["stage1"]["reused"]
     assert "EAGER-LLM (published, LLaMA-7B scale)" in (tmp_path / "beauty" / "results.md").read_text()

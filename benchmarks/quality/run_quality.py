@@ -2,7 +2,7 @@
 
     python benchmarks/quality/run_quality.py --dataset beauty [--seeds 0 1 2] [--variants ...]
     python benchmarks/quality/run_quality.py --dataset sports
-    python benchmarks/quality/run_quality.py --dataset beauty --smoke   # 300 users, 1 epoch (CI)
+    python benchmarks/quality/run_quality.py --dataset beauty --smoke   # 100 users, 1 epoch (CI)
 
 Each seed runs the pinned config (``beauty.yaml`` / ``sports.yaml`` beside this file) through
 the pipeline into ``OUT/DATASET/seedS/full``; every ablation copies that run folder and changes
@@ -56,7 +56,9 @@ PUBLISHED = {
     "sports": {"EAGER-LLM": (0.0373, 0.0569, 0.0251, 0.0315), "TIGER": (0.0264, 0.0400, 0.0181, 0.0225),
                "SASRec": (0.0233, 0.0350, 0.0154, 0.0192)},
 }
-SMOKE = {"data": {"max_users": 300}, "embed": {"behavior": {"max_epochs": 2}, "text": {"model": "hashed-bow"}},
+SMOKE = {"data": {"max_users": 100}, "embed": {"behavior": {"max_epochs": 2}, "text": {"model": "hashed-bow"}},
+         "tasks": {"ratios": {"item2index": 0.2, "index2item": 0.2, "history_index_to_title": 0.0,
+                              "history_title_to_index": 0.0}},
          "stage1": {"epochs": 1}, "stage2": {"epochs": 1}, "evaluate": {"validation_users": 0}}
 
 
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: full and every ablation (and smollm2 on beauty)")
     parser.add_argument("--data-root", default=os.path.join(HERE, "..", "..", "..", "shared", "data"))
     parser.add_argument("--out", default="runs/quality")
-    parser.add_argument("--smoke", action="store_true", help="300 users, one epoch: checks the pipeline end to end")
+    parser.add_argument("--smoke", action="store_true", help="100 users, one epoch: checks the pipeline end to end")
     args = parser.parse_args(argv)
     if args.variants is None:
         args.variants = [v for v in VARIANTS if v != "smollm2" or args.dataset == "beauty"]
