@@ -180,6 +180,10 @@ def test_invalid_yaml_names_the_file(tmp_path):
                           "bad.yaml", "not valid YAML")
 
 
+def test_version():
+    assert run_cli("--version").stdout.startswith("eager-llm 0.")
+
+
 def test_unknown_subcommand_is_one_clear_error():
     result = run_cli("frobnicate", check_ok=False)
     assert result.returncode != 0

@@ -152,7 +152,10 @@ def _configurable(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="eager-llm", description="EAGER-LLM generative recommendation.")
+    parser.add_argument("--version", action="version", version=f"eager-llm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {"prepare": "read the data: statistics, leave-one-out split, item titles",
              "embed": "behavior (SASRec/DIN) and semantic (text encoder) item embeddings",
