@@ -120,8 +120,7 @@ class RunDir:
             self._note(name, {"reused": True})
             return True
         pending = os.path.join(folder, PENDING_FILE)
-        stale = os.path.isdir(folder) and (force or not os.path.isfile(pending) or open(pending).read() != key)
-        if stale:
+        if os.path.isdir(folder) and (force or _read_text(pending) != key):  # else: resume what was started
             shutil.rmtree(folder)
         os.makedirs(folder, exist_ok=True)
         atomic_write_text(pending, key)
@@ -143,6 +142,13 @@ class RunDir:
             facts = {**previous, "reused": True}
         steps[name] = facts
         self.write_record(record)
+
+
+def _read_text(path: str) -> str | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def command_line() -> str:
