@@ -123,7 +123,7 @@ PRESETS = {
     # The hashed bag of words: the same embeddings on every machine, with or without MiniLM.
     "demo": {"embed": {"text": {"model": "hashed-bow"}}},
     # SmolLM2-135M trains at ~100 tokens/s with LoRA on 2 CPU cores (measured), so the demo takes
-    # 40 users and the short tasks: ~15 minutes. LoRA in stage 1 too (full fine-tuning of 135M
+    # 40 users and the short tasks: ~10 minutes. LoRA in stage 1 too (full fine-tuning of 135M
     # parameters is slower still), with the learning rates of LoRA fine-tuning.
     "smollm2": {"data": {"max_users": 40}, "embed": {"text": {"model": "hashed-bow"}},
                 "model": {"backbone": "smollm2"},
