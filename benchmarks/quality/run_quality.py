@@ -127,7 +127,7 @@ def write_results(args, per_seed: list[dict]) -> str:
     hardware = (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
                 f"threads{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ', no GPU'}")
     budget = ", ".join(f"{variant} {statistics.mean(h):.2f} h" for variant, h in hours.items())
-    seeds = [seed for seed in args.seeds]
+    seeds = list(args.seeds)
     text = "\n".join([
         f"`python benchmarks/quality/run_quality.py --dataset {args.dataset} --seeds {' '.join(map(str, seeds))} "
         f"--variants {' '.join(args.variants)}{' --smoke' if args.smoke else ''}` — test split, full ranking, mean ± standard deviation over seeds {seeds}.",

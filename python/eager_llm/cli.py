@@ -30,10 +30,10 @@ def _say(quiet: bool):
     return (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
 
 
-def _open_run(args, preset: str = "demo"):
+def _open_run(args):
     """The run folder of ``--run``: its stored config, with ``--config`` and ``--set`` laid over
     it (a new run starts from ``--preset``)."""
-    from .pipeline.config import merge, parse_override, read_config_file, resolve_values
+    from .pipeline.config import PRESETS, merge, parse_override, read_config_file, resolve_values
     from .pipeline.rundir import CONFIG_FILE, RunDir, command_line
 
     stored = os.path.join(args.run, CONFIG_FILE)
@@ -41,12 +41,7 @@ def _open_run(args, preset: str = "demo"):
         with open(stored, encoding="utf-8") as handle:
             values = json.load(handle)
     else:
-        from .pipeline.config import PRESETS, ConfigError
-
-        name = getattr(args, "preset", None) or preset
-        if name not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
-        values = PRESETS[name]
+        values = PRESETS[getattr(args, "preset", "demo")]
     if getattr(args, "config", None):
         values = merge(values, read_config_file(args.config))
     for override in getattr(args, "set", None) or []:
@@ -79,10 +74,7 @@ def _step_command(args) -> None:
 
 def _demo(args) -> None:
     from .pipeline import steps
-    from .pipeline.config import PRESETS
 
-    if args.model not in PRESETS:
-        raise UsageError(f"demo: unknown --model {args.model!r} (known: {', '.join(PRESETS)})")
     args.preset = args.model
     args.run = args.run or os.path.join("runs", "demo" if args.model == "demo" else f"demo-{args.model}")
     started = time.time()
@@ -128,7 +120,7 @@ def _recommend(args) -> None:
     unknown = [item for item in history if not 1 <= item <= recommender.index.num_items]
     if unknown:
         raise UsageError(f"--history: unknown item ids {unknown[:5]} (this run's items are 1..{recommender.index.num_items})")
-    titles = steps._titles(run)
+    titles = steps.titles(run)
     items, scores = recommender.recommend([history], k=args.k, num_beams=max(args.k, run.config.evaluate.num_beams))
     print(f"{'rank':>4s} {'item':>6s} {'log-prob':>9s}  title")
     for rank, (item, score) in enumerate(zip(items[0].tolist(), scores[0].tolist()), start=1):
@@ -137,9 +129,7 @@ def _recommend(args) -> None:
 
 
 def _common(parser: argparse.ArgumentParser, run_required: bool) -> None:
-    parser.add_argument("--run", required=run_required, default=None, metavar="DIR",
-                        help="run folder (created if absent)" if run_required or parser.prog.endswith("demo")
-                        else "run folder")
+    parser.add_argument("--run", required=run_required, default=None, metavar="DIR", help="run folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or step log")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -153,6 +143,7 @@ def _configurable(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .pipeline.config import PRESETS
 
     parser = argparse.ArgumentParser(prog="eager-llm", description="EAGER-LLM generative recommendation.")
     parser.add_argument("--version", action="version", version=f"eager-llm {__version__}")
@@ -168,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub, run_required=name != "bench")
         _configurable(sub)
         if name == "prepare":
-            sub.add_argument("--preset", default="demo", help="starting config of a new run: demo or smollm2")
+            sub.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="starting config of a new run")
         if name == "bench":
             sub.add_argument("--kernels", action="store_true", help="time each kernel against its plain-torch twin")
         sub.set_defaults(handler=_step_command)
@@ -176,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                                description="data -> embeddings -> DKI -> stage 1 -> stage 2 -> evaluation -> report")
     _common(demo, run_required=False)
     _configurable(demo)
-    demo.add_argument("--model", default="demo", help="demo (a tiny LM, default) or smollm2 (SmolLM2-135M + LoRA)")
+    demo.add_argument("--model", default="demo", choices=sorted(PRESETS),
+                      help="demo (a tiny LM, default) or smollm2 (SmolLM2-135M + LoRA)")
     demo.set_defaults(handler=_demo)
     recommend = commands.add_parser("recommend", help="top-k items for a history of item ids")
     _common(recommend, run_required=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass, field
 
 TEXT_FIELDS = ("title", "brand", "categories", "description", "attributes")
@@ -109,8 +110,6 @@ class Dataset:
         items they use, renumbered 1.. in their old order; the report notes the subsample."""
         if max_users >= self.num_users:
             return self
-        import random
-
         chosen = sorted(random.Random(seed).sample(range(self.num_users), max_users))
         sequences = [self.sequences[user] for user in chosen]
         kept = sorted({item for sequence in sequences for item in sequence})

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
-from .readers import DataError, _int, _lines
+from .readers import DataError, _int, _json_lines
 
 
 def read_preferences(path: str) -> dict[int, str]:
     """A JSON-lines file of ``{"user": <1-based id>, "preference": "<text>"}`` objects, one per
     user; errors name the file and line (bad JSON, missing fields, a user given twice)."""
     preferences: dict[int, str] = {}
-    for number, line in _lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+    for number, record in _json_lines(path):
         if not isinstance(record, dict) or "user" not in record or not str(record.get("preference") or "").strip():
             raise DataError(f"{path}:{number}: every record needs a user and a non-empty preference")
         user = _int(str(record["user"]), path, number, "user")

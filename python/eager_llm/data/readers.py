@@ -34,6 +34,15 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
                 yield number, text.rstrip("\r\n")
 
 
+def _json_lines(path: str) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each line of a JSON-lines file."""
+    for number, line in _lines(path):
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+
+
 def _int(token: str, path: str, number: int, what: str) -> int:
     try:
         value = int(token)
@@ -99,11 +108,7 @@ def read_s3rec_folder(path: str) -> Dataset:
         raise DataError(f"{sequences_path}: user ids must be contiguous from 1; missing {gap}")
 
     texts: dict[int, ItemText] = {}
-    for number, line in _lines(items_path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{items_path}:{number}: not valid JSON ({error.msg})") from None
+    for number, record in _json_lines(items_path):
         if not isinstance(record, dict) or "item_id" not in record:
             raise DataError(f"{items_path}:{number}: every record needs an item_id")
         item = _int(str(record["item_id"]), items_path, number, "item_id")

@@ -15,6 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+import torch
 import yaml
 
 from ..embed import BehaviorConfig, TextEncoderConfig
@@ -232,8 +233,7 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str) and _looks_like_float(value):
-        value = float(value)  # YAML 1.1 reads "1e-4" as a string
+    value = _floats_from_strings(value)
     for part in reversed(parts):
         value = {part: value}
     return value
@@ -265,6 +265,7 @@ def read_config_file(path: str) -> dict:
 
 
 def _floats_from_strings(values):
+    """YAML 1.1 reads "1e-4" as a string: such strings become floats (quoted digits stay text)."""
     if isinstance(values, dict):
         return {key: _floats_from_strings(value) for key, value in values.items()}
     if isinstance(values, str) and _looks_like_float(values) and not values.strip().isdigit():
@@ -291,8 +292,6 @@ def check(config: RunConfig) -> None:
     if max(config.evaluate.ks) > config.evaluate.num_beams:
         raise ConfigError(f"evaluate.ks: the largest k ({max(config.evaluate.ks)}) exceeds "
                           f"evaluate.num_beams ({config.evaluate.num_beams})")
-    import torch
-
     if "cuda" in (config.embed.behavior.device, config.embed.text.device) and not torch.cuda.is_available():
         raise ConfigError("a device is set to 'cuda' but no GPU is available (use 'auto' or 'cpu')")
     try:

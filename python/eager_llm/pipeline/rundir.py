@@ -103,14 +103,6 @@ class RunDir:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)["key"]
 
-    def require(self, name: str) -> str:
-        key = self.step_key(name)
-        if key is None:
-            raise ConfigError(f"{self.path}: step '{name}' has not run yet; run `eager-llm {name.rstrip('12')}` first"
-                              if not name.startswith("stage") else
-                              f"{self.path}: {name} has not run yet; run `eager-llm train` first")
-        return key
-
     def step(self, name: str, key: str, compute: Callable[[str], dict | None], force: bool = False) -> bool:
         """Runs ``compute(folder)`` unless the step already finished with ``key``; returns whether
         it was reused. ``compute`` may return a dict of facts kept in run.json."""

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from ..data import Dataset, Split, leave_one_out, load_dataset, read_preferences
 from ..embed import build_item_embeddings, popularity_metrics
 from ..evaluate import EvaluationConfig, evaluate
+from ..generate import constrained_beam_search, left_pad
 from ..index import DualSourceIndex
 from ..io import atomic_write_json
 from ..model import EagerLLM, Recommender, add_index_tokens
@@ -156,7 +157,8 @@ def load_index(run: RunDir) -> DualSourceIndex:
 # ----------------------------------------------------------------------------------- training
 
 
-def _titles(run: RunDir) -> list[str]:
+def titles(run: RunDir) -> list[str]:
+    """Each item's name as the text tasks and `recommend` show it (row i - 1 is item i)."""
     with open(run.file("prepare", "titles.json"), encoding="utf-8") as handle:
         return json.load(handle)
 
@@ -293,11 +295,13 @@ def evaluate_run(run: RunDir, progress: bool = True, force: bool = False) -> Non
         ks = run.config.evaluate.ks
         rows = {"popularity": popularity_metrics(split, dataset.num_items, ks=ks),
                 run.config.embed.behavior.model.upper().replace("SASREC", "SASRec"): behavior["test_metrics"]}
+        targets, users, prompts = [sample.target - 1 for sample in split.test], [s.user for s in split.test], None
         for stage, label in zip(STAGES, ("EAGER-LLM stage 1", "EAGER-LLM stage 1 + 2")):
             recommender = Recommender.from_pretrained(run.file(stage, "recommender"))
-            result = evaluate(recommender.eager.lm, _test_prompts(recommender, split),
-                              [sample.target - 1 for sample in split.test], recommender.trie,
-                              _evaluation_config(run, recommender), user_ids=[s.user for s in split.test],
+            if prompts is None:  # stage 2 keeps stage 1's tokenizer and index
+                prompts = _test_prompts(recommender, split)
+            result = evaluate(recommender.eager.lm, prompts, targets, recommender.trie,
+                              _evaluation_config(run, recommender), user_ids=users,
                               output_dir=os.path.join(folder, stage), progress=progress)
             rows[label] = {name: value for name, value in result.metrics.items()
                            if name.startswith(("recall@", "ndcg@")) or name == "validity"}
@@ -308,14 +312,13 @@ def evaluate_run(run: RunDir, progress: bool = True, force: bool = False) -> Non
     run.step("evaluate", keys(run)["evaluate"], compute, force)
 
 
-def _hf_allowed_tokens(codes: torch.Tensor, prompt_length: int, eos: int):
-    """prefix_allowed_tokens_fn over a dict trie, the usual way to constrain HF generate."""
+def _dict_trie(codes: torch.Tensor) -> dict[tuple, list[int]]:
+    """prefix -> allowed next tokens: what the usual prefix_allowed_tokens_fn looks up."""
     children: dict[tuple, set] = {}
     for row in codes.tolist():
         for depth in range(len(row)):
             children.setdefault(tuple(row[:depth]), set()).add(row[depth])
-    allowed = {prefix: sorted(tokens) for prefix, tokens in children.items()}
-    return lambda batch_id, sequence: allowed.get(tuple(sequence[prompt_length:].tolist()), [eos])
+    return {prefix: sorted(tokens) for prefix, tokens in children.items()}
 
 
 def _timed(fn) -> float:
@@ -327,8 +330,6 @@ def _timed(fn) -> float:
 def bench(run: RunDir, force: bool = False) -> None:
     """Users per second of our constrained search and of HF generate with a dict trie, on the
     run's final model and test prompts (same beams, same prompts, one warm-up each)."""
-    from ..generate import constrained_beam_search, left_pad
-
     require_current(run, "stage2")
 
     def compute(folder: str) -> dict:
@@ -340,6 +341,7 @@ def bench(run: RunDir, force: bool = False) -> None:
         pad = _evaluation_config(run, recommender).pad_token_id
         eos = recommender.tokenizer.eos_token_id
         depth = recommender.trie.depth
+        allowed = _dict_trie(recommender.trie.codes)  # built once, outside the timed calls
         rows = []
         for batch_size in run.config.bench.batch_sizes:
             batches = [left_pad(prompts[i : i + batch_size], pad) for i in range(0, len(prompts), batch_size)]
@@ -351,10 +353,11 @@ def bench(run: RunDir, force: bool = False) -> None:
 
             def hf():
                 for input_ids, mask in batches:
+                    start = input_ids.shape[1]
                     model.generate(input_ids=input_ids, attention_mask=mask, num_beams=beams, do_sample=False,
                                    num_return_sequences=beams, max_new_tokens=depth, pad_token_id=pad,
-                                   eos_token_id=eos, prefix_allowed_tokens_fn=_hf_allowed_tokens(
-                                       recommender.trie.codes, input_ids.shape[1], eos))
+                                   eos_token_id=eos, prefix_allowed_tokens_fn=lambda batch_id, sequence:
+                                   allowed.get(tuple(sequence[start:].tolist()), [eos]))
 
             with torch.inference_mode():
                 for name, fn in (("eager-llm constrained_beam_search (items)", ours),
