@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from eager_ext import reference
 from eager_llm.model import EagerConfig, EagerLLM, add_index_tokens
+from eager_llm.model.eager import response_window
 from eager_llm.tasks import IGNORE, TaskSample, collate
 from tiny_models import tiny_model
 
@@ -23,9 +24,9 @@ def tiny_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
 
 
-def setup_model():
+def setup_model(architecture="llama"):
     tokenizer = tiny_tokenizer()
-    model = tiny_model("llama", vocab=len(WORDS))
+    model = tiny_model(architecture, vocab=len(WORDS))
     old_embed = model.get_input_embeddings().weight.detach().clone()
     old_head = model.get_output_embeddings().weight.detach().clone()
     first = add_index_tokens(model, tokenizer, INDEX_TOKENS)
@@ -53,39 +54,54 @@ def test_index_tokens_are_one_block_initialised_to_the_mean():
         add_index_tokens(model, tokenizer, INDEX_TOKENS[:2])
 
 
-def test_collate_masks_the_prompt_and_points_at_the_summary_token():
+def tokens(tokenizer, sample):
+    prompt = tokenizer(sample.prompt, add_special_tokens=False)["input_ids"]
+    return prompt, tokenizer(sample.response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def test_collate_left_pads_masks_the_prompt_and_ends_at_the_summary_token():
     tokenizer, *_ = setup_model()
     batch = collate(samples(), tokenizer)
-    eos = tokenizer.eos_token_id
+    width = batch.input_ids.shape[1]
     for row, sample in enumerate(samples()):
-        prompt = tokenizer(sample.prompt, add_special_tokens=False)["input_ids"]
-        response = tokenizer(sample.response, add_special_tokens=False)["input_ids"] + [eos]
-        length = len(prompt) + len(response)
-        assert batch.input_ids[row, :length].tolist() == prompt + response
-        assert batch.labels[row, :len(prompt)].eq(IGNORE).all() and batch.labels[row, length:].eq(IGNORE).all()
-        assert batch.labels[row, len(prompt):length].tolist() == response
-        assert batch.summary_positions[row] == length - 1 and batch.input_ids[row, length - 1] == eos
+        prompt, response = tokens(tokenizer, sample)
+        start = width - len(prompt) - len(response)
+        assert batch.input_ids[row, start:].tolist() == prompt + response
+        assert batch.input_ids[row, :start].eq(tokenizer.pad_token_id).all()
+        assert batch.attention_mask[row].tolist() == [0] * start + [1] * (width - start)
+        assert batch.labels[row].tolist() == [IGNORE] * (width - len(response)) + response
+        assert batch.summary_positions[row] == width - 1 and batch.input_ids[row, -1] == tokenizer.eos_token_id
     assert batch.target_items.tolist() == [3, 5, 0]
     short = collate(samples()[:1], tokenizer, max_length=5)
     assert short.input_ids.shape[1] == 5 and short.labels[0, -3:].tolist() == short.input_ids[0, -3:].tolist()
 
 
-def test_loss_terms_match_plain_torch():
-    tokenizer, model, *_ = setup_model()
+def alone(model, prompt, response):
+    """Reference for one unpadded sample: mean response NLL (full logits) and last hidden state."""
+    ids = torch.tensor([prompt + response])
+    output = model(input_ids=ids, output_hidden_states=True)
+    log_probs = torch.log_softmax(output.logits[0, :-1].float(), -1)
+    targets = ids[0, 1:]
+    picked = log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)[len(prompt) - 1:]
+    return -picked.mean(), output.hidden_states[-1][0, -1]
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2", "gemma2"])
+def test_loss_terms_match_each_sample_run_alone(architecture):
+    """The padded batch, its position ids and the response-window logits give what each sample
+    gives unpadded with the full head; GCT matches the plain-torch InfoNCE at its eos."""
+    tokenizer, model, *_ = setup_model(architecture)
     g = torch.Generator().manual_seed(0)
     tables = {"semantic": torch.randn(6, 5, generator=g), "behavior": torch.randn(6, 3, generator=g)}
     eager = EagerLLM(model, tables, EagerConfig(num_negatives=4))
     batch = collate(samples(), tokenizer)
     terms = eager(batch, generator=torch.Generator().manual_seed(7))
 
-    output = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
-    mask = batch.labels[:, 1:] != IGNORE
-    log_probs = torch.log_softmax(output.logits[:, :-1].float(), -1)
-    picked = log_probs.gather(2, batch.labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    expected_lm = (-(picked * mask).sum(1) / mask.sum(1)).mean()  # per sample, then over samples
-    torch.testing.assert_close(terms["lm"], expected_lm)
+    references = [alone(model, *tokens(tokenizer, sample)) for sample in samples()]
+    expected_lm = torch.stack([nll for nll, _ in references]).mean()  # per sample, then over samples
+    torch.testing.assert_close(terms["lm"], expected_lm, rtol=1e-4, atol=1e-5)
 
-    hidden = output.hidden_states[-1][torch.arange(3), batch.summary_positions]
+    hidden = torch.stack([state for _, state in references])
     draws = torch.Generator().manual_seed(7)  # the negatives of each source, in order
     total = expected_lm
     for source in ["semantic", "behavior"]:
@@ -97,6 +113,14 @@ def test_loss_terms_match_plain_torch():
         torch.testing.assert_close(terms[f"gct_{source}"], expected, rtol=1e-4, atol=1e-5)
         total = total + 0.1 * expected
     torch.testing.assert_close(terms["loss"], total, rtol=1e-4, atol=1e-5)
+
+
+def test_response_window_covers_the_earliest_labelled_token():
+    labels = torch.full((2, 9), IGNORE)
+    labels[0, 6:] = 1
+    labels[1, 4:] = 1  # the longest response starts at 4: logits from position 3 on
+    assert response_window(labels) == 6
+    assert response_window(torch.full((1, 4), IGNORE)) == 1
 
 
 def test_gct_gradient_reaches_the_backbone():

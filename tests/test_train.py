@@ -123,3 +123,23 @@ def test_validation_each_epoch_keeps_and_restores_the_best(tmp_path):
     for name, value in trainable_state(eager).items():
         assert torch.equal(value, best[name]), name
     assert metric(eager) == max(result.epoch_metrics)
+
+
+def test_length_grouped_order_is_a_seeded_permutation_of_low_padding_batches():
+    from eager_llm.train.trainer import _epoch_order
+
+    lengths = torch.randint(5, 200, (1_003,), generator=torch.Generator().manual_seed(3))
+    order = _epoch_order(len(lengths), seed=1, epoch=0, lengths=lengths, global_batch=10)
+    assert sorted(order.tolist()) == list(range(1_003))  # every sample exactly once
+    assert torch.equal(order, _epoch_order(len(lengths), seed=1, epoch=0, lengths=lengths, global_batch=10))
+    assert not torch.equal(order, _epoch_order(len(lengths), seed=1, epoch=1, lengths=lengths, global_batch=10))
+
+    def padded_per_real(order):
+        batches = [lengths[order[i:i + 10]] for i in range(0, len(order), 10)]
+        return sum(int(b.max()) * len(b) for b in batches) / int(lengths.sum())
+
+    plain = _epoch_order(len(lengths), seed=1, epoch=0)
+    assert padded_per_real(order) < 1.1 < 1.5 < padded_per_real(plain)
+    # The batches are shuffled, not sorted longest-first across the epoch.
+    maxima = torch.stack([lengths[order[i:i + 10]].max() for i in range(0, 1_000, 10)])
+    assert not torch.equal(maxima, maxima.sort(descending=True).values)

@@ -12,6 +12,7 @@ terms are normalised per sample (see :func:`per_sample_lm_loss`).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 import eager_ext
 
+from ..generate.model_io import unwrap_peft
 from ..tasks.collate import IGNORE, Batch
 
 SOURCES = ("semantic", "behavior")
@@ -107,12 +109,33 @@ def _projected_offsets(token_embeddings: list[Tensor], old_rows: Tensor, count: 
 def per_sample_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Next-token cross-entropy on the labelled (response) tokens, averaged per sample and then
     over samples: every sample weighs the same, and equal micro-batches average exactly to the
-    loss of their union (a token mean would weigh micro-batches by their token counts)."""
-    targets = labels[:, 1:]
+    loss of their union (a token mean would weigh micro-batches by their token counts).
+
+    ``logits`` [B, K, V] may cover only the last K positions of ``labels`` [B, T] (see
+    :func:`response_window`); they predict the labels of the last K - 1 positions.
+    """
+    targets = labels[:, labels.shape[1] - logits.shape[1] + 1:]
     mask = targets != IGNORE
     nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none")
     per_sample = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
     return per_sample.mean()
+
+
+def response_window(labels: Tensor) -> int:
+    """The number of final positions whose logits the LM loss needs: from the position before
+    the earliest labelled token to the end. With left-padded batches this is about the longest
+    response, so the LM head skips the prompts, which dominate the sequence."""
+    labelled = (labels != IGNORE).any(0)
+    if not bool(labelled.any()):
+        return 1
+    first = int(labelled.to(torch.uint8).argmax())
+    return labels.shape[1] - max(first - 1, 0)
+
+
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids that count only real tokens, so a left-padded sequence is positioned as if it
+    were alone (as at generation time)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class EagerLLM(nn.Module):
@@ -138,6 +161,9 @@ class EagerLLM(nn.Module):
         self.projectors = nn.ModuleDict({name: nn.Linear(hidden, table.shape[1]) for name, table in tables.items()})
         for name, table in tables.items():
             self.register_buffer(f"{name}_table", table.detach().float().contiguous(), persistent=False)
+        accepted = inspect.signature(unwrap_peft(model).forward).parameters
+        self._takes_position_ids = "position_ids" in accepted
+        self._takes_logits_to_keep = "logits_to_keep" in accepted
 
     def table(self, source: str) -> Tensor:
         return getattr(self, f"{source}_table")
@@ -146,7 +172,12 @@ class EagerLLM(nn.Module):
         """Loss terms for one batch: ``loss`` (the weighted sum), ``lm``, and ``gct_<source>``
         unless ``gct`` is False (stage 2 trains on the LM loss alone)."""
         use_gct = gct and len(self.projectors) > 0
-        output = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=use_gct)
+        arguments = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=use_gct)
+        if self._takes_position_ids:
+            arguments["position_ids"] = positions_from_mask(batch.attention_mask)
+        if self._takes_logits_to_keep:
+            arguments["logits_to_keep"] = response_window(batch.labels)
+        output = self.lm(**arguments)
         lm = per_sample_lm_loss(output.logits, batch.labels)
         terms = {"lm": lm}
         loss = lm

@@ -2,6 +2,8 @@
 
 Each sequence is ``prompt + response + eos``; the LM loss covers the response and the eos,
 never the prompt; the eos is the summary token whose hidden state the GCT loss decompresses.
+Batches are left-padded, as prompts are at generation time, so every response ends at the last
+position and the LM head needs to run only over the last few positions (the response window).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ IGNORE = -100
 
 @dataclass
 class Batch:
-    input_ids: Tensor  # [B, T], right-padded
+    input_ids: Tensor  # [B, T], left-padded
     attention_mask: Tensor
     labels: Tensor  # IGNORE on prompt and padding
     summary_positions: Tensor  # [B] position of each sequence's eos
@@ -29,7 +31,7 @@ class Batch:
 
 
 def collate(samples: list[TaskSample], tokenizer, max_length: int = 512) -> Batch:
-    """Tokenises and right-pads samples. A sequence longer than ``max_length`` loses the start
+    """Tokenises and left-pads samples. A sequence longer than ``max_length`` loses the start
     of its prompt (the history's oldest items), never its response or summary token."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos token, which GCT uses as the summary token")
@@ -47,12 +49,11 @@ def collate(samples: list[TaskSample], tokenizer, max_length: int = 512) -> Batc
     input_ids = torch.full((batch, length), pad, dtype=torch.long)
     attention_mask = torch.zeros(batch, length, dtype=torch.long)
     labels = torch.full((batch, length), IGNORE, dtype=torch.long)
-    positions = torch.empty(batch, dtype=torch.long)
     for row, (prompt, response, _) in enumerate(rows):
-        ids = prompt + response
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention_mask[row, : len(ids)] = 1
-        labels[row, len(prompt) : len(ids)] = torch.tensor(response)
-        positions[row] = len(ids) - 1
+        start = length - len(prompt) - len(response)
+        input_ids[row, start:] = torch.tensor(prompt + response)
+        attention_mask[row, start:] = 1
+        labels[row, length - len(response):] = torch.tensor(response)
+    positions = torch.full((batch,), length - 1, dtype=torch.long)
     targets = torch.tensor([target for _, _, target in rows], dtype=torch.long)
     return Batch(input_ids, attention_mask, labels, positions, targets)
