@@ -293,7 +293,7 @@ def _training_section(report: _Report, run_dir: str) -> None:
             [
                 stage,
                 summary.get("steps", len(history) or None),
-                _final_loss(history),
+                final_loss(history),
                 summary.get("tokens_per_s"),
                 summary.get("seconds"),
                 [trainable, total] if trainable is not None or total is not None else None,
@@ -321,11 +321,12 @@ def _training_section(report: _Report, run_dir: str) -> None:
             _training_plot(report, history, stage)
 
 
-def _final_loss(history: list[dict]) -> float | None:
+def final_loss(history: list[dict]) -> float | None:
+    """The mean loss over the last 10 % of optimizer steps (length-grouped batches make single
+    steps differ by task and length, so the last step alone says little)."""
     losses = [record["loss"] for record in history if record.get("loss") is not None]
     if not losses:
         return None
-    # The last step alone is noisy; the tail of the run says where training ended up.
     tail = losses[-max(1, math.ceil(len(losses) / 10)):]
     return sum(tail) / len(tail)
 

@@ -27,6 +27,7 @@ from ..index import DualSourceIndex
 from ..io import atomic_write_json
 from ..model import EagerLLM, Recommender, add_index_tokens
 from ..model.backbones import pretrained, smollm2, tiny_llama, word_tokenizer
+from ..report import final_loss
 from ..tasks import INSTRUCTIONS, PROMPT_TEMPLATE, TaskConfig, evaluation_prompts, training_samples
 from ..train import recall_validation, train_stage
 from .config import ConfigError
@@ -201,7 +202,7 @@ def _write_training(folder: str, result, eager: EagerLLM) -> dict:
     # The saved recommender holds the weights; the resumable checkpoint is no longer needed.
     for leftover in ("checkpoint", "best"):
         shutil.rmtree(os.path.join(folder, leftover), ignore_errors=True)
-    return {"tokens_per_s": summary["tokens_per_s"], "final_loss": result.history[-1]["loss"] if result.history else None}
+    return {"tokens_per_s": summary["tokens_per_s"], "final_loss": final_loss(result.history)}
 
 
 def _stage1(run: RunDir, progress: bool) -> None:
