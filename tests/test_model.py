@@ -74,6 +74,11 @@ def test_collate_left_pads_masks_the_prompt_and_ends_at_the_summary_token():
     assert batch.target_items.tolist() == [3, 5, 0]
     short = collate(samples()[:1], tokenizer, max_length=5)
     assert short.input_ids.shape[1] == 5 and short.labels[0, -3:].tolist() == short.input_ids[0, -3:].tolist()
+    with pytest.raises(ValueError, match="a seqrec response of 3 tokens does not fit max_length 3"):
+        collate(samples()[:1], tokenizer, max_length=3)
+    tokenizer.eos_token = None
+    with pytest.raises(ValueError, match="no eos token"):
+        collate(samples(), tokenizer)
 
 
 def alone(model, prompt, response):

@@ -15,7 +15,7 @@ from torch import Tensor
 import eager_ext
 
 from .automaton import PositionAutomaton
-from .model_io import CausalLMRunner, reorder_beams
+from .model_io import CausalLMRunner, positions_from_mask, reorder_beams
 
 SCORE_SPACES = ("items", "vocab")
 
@@ -116,7 +116,7 @@ def _search(model, input_ids, attention_mask, trie, num_beams, score_space, item
 
     batch, width = input_ids.shape[0], num_beams
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    positions = positions_from_mask(attention_mask)
     logits, cache = runner.step(input_ids, attention_mask, positions, None, first, last)
 
     # One live beam per prompt at the root; the other W - 1 slots start dead.

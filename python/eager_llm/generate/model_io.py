@@ -16,6 +16,12 @@ def unwrap_peft(model):
     return get_base_model() if callable(get_base_model) and hasattr(model, "peft_config") else model
 
 
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids that count only real tokens, so a left-padded sequence is positioned as if it
+    were alone."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def reorder_beams(cache, beam_idx: Tensor, prompt_length: int) -> None:
     """Reorders a KV cache's rows by `beam_idx`, where every beam stays within its prompt.
 

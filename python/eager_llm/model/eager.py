@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 import eager_ext
 
-from ..generate.model_io import unwrap_peft
+from ..generate.model_io import positions_from_mask, unwrap_peft
 from ..tasks.collate import IGNORE, Batch
 
 SOURCES = ("semantic", "behavior")
@@ -130,12 +130,6 @@ def response_window(labels: Tensor) -> int:
         return 1
     first = int(labelled.to(torch.uint8).argmax())
     return labels.shape[1] - max(first - 1, 0)
-
-
-def positions_from_mask(attention_mask: Tensor) -> Tensor:
-    """Position ids that count only real tokens, so a left-padded sequence is positioned as if it
-    were alone (as at generation time)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class EagerLLM(nn.Module):

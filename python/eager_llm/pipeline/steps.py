@@ -28,7 +28,7 @@ from ..io import atomic_write_json
 from ..model import EagerLLM, Recommender, add_index_tokens
 from ..model.backbones import pretrained, smollm2, tiny_llama, word_tokenizer
 from ..report import final_loss
-from ..tasks import INSTRUCTIONS, PROMPT_TEMPLATE, TaskConfig, evaluation_prompts, training_samples
+from ..tasks import INSTRUCTIONS, PROMPT_TEMPLATE, TaskConfig, evaluation_prompts, pad_token_id, training_samples
 from ..train import recall_validation, train_stage
 from .config import ConfigError
 from .rundir import RunDir, key_of
@@ -279,9 +279,8 @@ def _test_prompts(recommender: Recommender, split: Split) -> list[list[int]]:
 
 def _evaluation_config(run: RunDir, recommender: Recommender) -> EvaluationConfig:
     settings = run.config.evaluate
-    pad = recommender.tokenizer.pad_token_id
     return EvaluationConfig(num_beams=settings.num_beams, ks=settings.ks, batch_size=settings.batch_size,
-                            pad_token_id=recommender.tokenizer.eos_token_id if pad is None else pad,
+                            pad_token_id=pad_token_id(recommender.tokenizer),
                             item_tokens=recommender.item_tokens)
 
 

@@ -1,10 +1,10 @@
 """Prompt templates and sample builders for EAGER-LLM's training tasks."""
 
-from .collate import IGNORE, Batch, collate
+from .collate import IGNORE, Batch, TokenizedSample, collate, collate_tokenized, pad_token_id, tokenize
 from .samples import DEFAULT_RATIOS, TaskConfig, TaskSample, evaluation_prompts, training_samples
 from .templates import INSTRUCTIONS, PROMPT_TEMPLATE, TASKS, render
 
 __all__ = [
-    "IGNORE", "Batch", "collate", "DEFAULT_RATIOS", "INSTRUCTIONS", "PROMPT_TEMPLATE", "TASKS", "TaskConfig", "TaskSample",
+    "IGNORE", "Batch", "TokenizedSample", "collate", "collate_tokenized", "pad_token_id", "tokenize", "DEFAULT_RATIOS", "INSTRUCTIONS", "PROMPT_TEMPLATE", "TASKS", "TaskConfig", "TaskSample",
     "evaluation_prompts", "render", "training_samples",
 ]

@@ -30,30 +30,57 @@ class Batch:
         return Batch(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
 
 
-def collate(samples: list[TaskSample], tokenizer, max_length: int = 512) -> Batch:
-    """Tokenises and left-pads samples. A sequence longer than ``max_length`` loses the start
-    of its prompt (the history's oldest items), never its response or summary token."""
+@dataclass(frozen=True)
+class TokenizedSample:
+    task: str
+    prompt: Tensor  # token ids
+    response: Tensor  # token ids, ending with eos
+    target_item: int  # 1-based, 0 for none
+
+    def __len__(self) -> int:
+        return len(self.prompt) + len(self.response)
+
+
+def tokenize(samples: list[TaskSample], tokenizer) -> list[TokenizedSample]:
+    """Tokenises every sample once (one batched tokenizer call per side), for
+    :func:`collate_tokenized`: a training loop tokenises its samples before the first epoch."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos token, which GCT uses as the summary token")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = []
+    prompts = tokenizer([sample.prompt for sample in samples], add_special_tokens=False)["input_ids"]
+    responses = tokenizer([sample.response for sample in samples], add_special_tokens=False)["input_ids"]
+    return [TokenizedSample(sample.task, torch.tensor(prompt, dtype=torch.long),
+                            torch.tensor(response + [tokenizer.eos_token_id], dtype=torch.long),
+                            sample.target_item or 0)
+            for sample, prompt, response in zip(samples, prompts, responses)]
+
+
+def pad_token_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def collate(samples: list[TaskSample], tokenizer, max_length: int = 512) -> Batch:
+    """Tokenises and left-pads samples (see :func:`collate_tokenized`)."""
+    return collate_tokenized(tokenize(samples, tokenizer), pad_token_id(tokenizer), max_length)
+
+
+def collate_tokenized(samples: list[TokenizedSample], pad_token_id: int, max_length: int = 512) -> Batch:
+    """Left-pads tokenised samples into a batch. A sequence longer than ``max_length`` loses the
+    start of its prompt (the history's oldest items), never its response or summary token."""
     for sample in samples:
-        prompt = tokenizer(sample.prompt, add_special_tokens=False)["input_ids"]
-        response = tokenizer(sample.response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        if len(response) >= max_length:
-            raise ValueError(f"a {sample.task} response of {len(response)} tokens does not fit max_length {max_length}")
-        prompt = prompt[max(0, len(prompt) + len(response) - max_length):]
-        rows.append((prompt, response, sample.target_item or 0))
-    length = max(len(p) + len(r) for p, r, _ in rows)
-    batch = len(rows)
-    input_ids = torch.full((batch, length), pad, dtype=torch.long)
+        if len(sample.response) >= max_length:
+            raise ValueError(f"a {sample.task} response of {len(sample.response)} tokens does not fit "
+                             f"max_length {max_length}")
+    length = max(min(len(sample), max_length) for sample in samples)
+    batch = len(samples)
+    input_ids = torch.full((batch, length), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros(batch, length, dtype=torch.long)
     labels = torch.full((batch, length), IGNORE, dtype=torch.long)
-    for row, (prompt, response, _) in enumerate(rows):
-        start = length - len(prompt) - len(response)
-        input_ids[row, start:] = torch.tensor(prompt + response)
+    for row, sample in enumerate(samples):
+        prompt = sample.prompt[max(0, len(sample) - max_length):]
+        start = length - len(prompt) - len(sample.response)
+        input_ids[row, start:] = torch.cat([prompt, sample.response])
         attention_mask[row, start:] = 1
-        labels[row, length - len(response):] = torch.tensor(response)
+        labels[row, length - len(sample.response):] = sample.response
     positions = torch.full((batch,), length - 1, dtype=torch.long)
-    targets = torch.tensor([target for _, _, target in rows], dtype=torch.long)
+    targets = torch.tensor([sample.target_item for sample in samples], dtype=torch.long)
     return Batch(input_ids, attention_mask, labels, positions, targets)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..model import EagerLLM
-from ..tasks import TaskSample, collate
+from ..tasks import TaskSample, collate_tokenized, pad_token_id, tokenize
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from .config import LoraSettings, StageConfig
 
@@ -80,13 +80,6 @@ def _grouped_by_length(order: torch.Tensor, lengths: torch.Tensor, global_batch:
     return torch.cat([batches.reshape(-1), order[full * global_batch:]])
 
 
-def _token_lengths(samples: list[TaskSample], tokenizer, max_length: int) -> torch.Tensor:
-    """Each sample's collated length (prompt + response + eos, cut to ``max_length``)."""
-    prompts = tokenizer([s.prompt for s in samples], add_special_tokens=False)["input_ids"]
-    responses = tokenizer([s.response for s in samples], add_special_tokens=False)["input_ids"]
-    return torch.tensor([min(len(p) + len(r) + 1, max_length) for p, r in zip(prompts, responses)])
-
-
 def _micro_batches(chunk: torch.Tensor, processes: int, accumulation: int, rank: int) -> list[torch.Tensor]:
     """This process's micro-batches of one global batch, in accumulation order. A short last
     chunk is split as evenly as possible; an empty share is marked by an empty tensor."""
@@ -132,7 +125,10 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
     state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler) or {
         "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "epoch_metrics": [], "best_epoch": None}
     result = StageResult(state["history"], state["epoch_metrics"], state["best_epoch"], state["global_step"])
-    lengths = _token_lengths(samples, tokenizer, config.max_length) if config.group_by_length else None
+    tokenized, pad = tokenize(samples, tokenizer), pad_token_id(tokenizer)  # once, not every epoch
+    lengths = None
+    if config.group_by_length:
+        lengths = torch.tensor([min(len(sample), config.max_length) for sample in tokenized])
     started, run_tokens = time.time(), 0.0
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
                disable=not progress or not accelerator.is_main_process)
@@ -159,7 +155,7 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
                 # part in every collective.
                 weight = 1.0 if len(share) else 0.0
                 indices = share.tolist() if len(share) else chunk[:1].tolist()
-                batch = collate([samples[i] for i in indices], tokenizer, config.max_length).to(accelerator.device)
+                batch = collate_tokenized([tokenized[i] for i in indices], pad, config.max_length).to(accelerator.device)
                 with accelerator.accumulate(model):
                     terms = model(batch, generator=_negatives_generator(config.seed, result.steps), gct=config.gct)
                     accelerator.backward(terms["loss"] * weight)

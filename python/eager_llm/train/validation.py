@@ -8,7 +8,7 @@ from ..data import Sample
 from ..evaluate import EvaluationConfig, evaluate
 from ..index import DualSourceIndex
 from ..model import EagerLLM
-from ..tasks import evaluation_prompts
+from ..tasks import evaluation_prompts, pad_token_id
 
 
 def recall_validation(samples: list[Sample], index: DualSourceIndex, tokenizer, first_token_id: int, k: int = 10,
@@ -21,8 +21,8 @@ def recall_validation(samples: list[Sample], index: DualSourceIndex, tokenizer, 
                for prompt in evaluation_prompts(samples, index.item_strings())]
     targets = [sample.target - 1 for sample in samples]  # trie item ids are rows
     trie = index.trie(first_token_id)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    config = EvaluationConfig(num_beams=num_beams, ks=(k,), batch_size=batch_size, pad_token_id=pad,
+    config = EvaluationConfig(num_beams=num_beams, ks=(k,), batch_size=batch_size,
+                              pad_token_id=pad_token_id(tokenizer),
                               item_tokens=(first_token_id, first_token_id + index.num_tokens))
 
     def metric(eager: EagerLLM) -> float:
