@@ -107,6 +107,36 @@ def test_unchanged_steps_are_reused_and_changed_inputs_recompute_downstream(run_
     assert_one_line_error(stale, "stage1", "other inputs", "eager-llm train")
 
 
+def write_demo_folder(folder):
+    """The embedded demo data as a dataset folder (sequences.txt and items.jsonl)."""
+    from eager_llm.data import demo_dataset
+
+    dataset = demo_dataset()
+    folder.mkdir()
+    (folder / "sequences.txt").write_text(
+        "".join(f"{user} {' '.join(map(str, items))}\n" for user, items in enumerate(dataset.sequences, 1)))
+    (folder / "items.jsonl").write_text(
+        "".join(json.dumps({"item_id": item, "title": text.title}) + "\n"
+                for item, text in enumerate(dataset.item_text, 1)))
+    return folder
+
+
+def test_moving_the_data_folder_keeps_what_was_computed_from_it(tmp_path):
+    data, moved, run = tmp_path / "data", tmp_path / "moved", tmp_path / "run"
+    write_demo_folder(data)
+    run_cli(*with_tiny("prepare", "--run", str(run), "--set", f"data.source={data}", "--quiet"))
+    run_cli("embed", "--run", str(run), "--quiet")
+    before = read(run / "embed" / "step.json")
+    os.rename(data, moved)
+    run_cli("prepare", "--run", str(run), "--set", f"data.source={moved}", "--quiet")
+    assert "embed: reused" in run_cli("embed", "--run", str(run)).stderr
+    assert read(run / "embed" / "step.json") == before
+    items = moved / "items.jsonl"
+    items.write_text(items.read_text().replace('"title": "', '"title": "new '))  # new content, new fingerprint
+    run_cli("prepare", "--run", str(run), "--force", "--quiet")
+    assert "embed: running" in run_cli("embed", "--run", str(run)).stderr
+
+
 def test_report_rewrites_the_report(run_dir):
     report = run_dir / "report" / "report.md"
     report.unlink()

@@ -95,13 +95,18 @@ class RunDir:
         if self._log is not None:
             self._log(line)
 
-    def step_key(self, name: str) -> str | None:
-        """The key a finished step was computed with (None: not finished)."""
+    def step_record(self, name: str) -> dict | None:
+        """What a finished step wrote to its step.json: its key, seconds and facts (None: not finished)."""
         path = self.file(name, STEP_FILE)
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)["key"]
+            return json.load(handle)
+
+    def step_key(self, name: str) -> str | None:
+        """The key a finished step was computed with (None: not finished)."""
+        record = self.step_record(name)
+        return None if record is None else record["key"]
 
     def step(self, name: str, key: str, compute: Callable[[str], dict | None], force: bool = False) -> bool:
         """Runs ``compute(folder)`` unless the step already finished with ``key``; returns whether

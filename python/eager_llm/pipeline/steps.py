@@ -47,14 +47,24 @@ def keys(run: RunDir) -> dict[str, str]:
     """The key every step would have for the run's current config."""
     c = run.config
     out = {"prepare": key_of("prepare", _section(c.data), c.seed)}
-    out["embed"] = key_of(out["prepare"], _section(c.embed), c.seed)
+    out["embed"] = key_of(_prepared_data(run, out["prepare"]), _section(c.embed), c.seed)
     out["index"] = key_of(out["embed"], _section(c.index), c.seed)
-    out["stage1"] = key_of(out["index"], _section(c.model), _section(c.eager), _section(c.tasks), _section(c.stage1),
-                           c.evaluate.validation_users, c.seed)
+    out["stage1"] = key_of(out["index"], c.data.preferences, _section(c.model), _section(c.eager), _section(c.tasks),
+                           _section(c.stage1), c.evaluate.validation_users, c.seed)
     out["stage2"] = key_of(out["stage1"], _section(c.stage2), c.evaluate.validation_users, c.seed)
     out["evaluate"] = key_of(out["stage2"], _section(c.evaluate))
     out["bench"] = key_of(out["stage2"], _section(c.bench), _section(c.evaluate))
     return out
+
+
+def _prepared_data(run: RunDir, prepare_key: str) -> tuple[str, str]:
+    """What the steps after prepare see of the data: its content fingerprint once prepare has
+    run with ``prepare_key``, so that moving the data folder, or naming it by another path,
+    keeps everything computed from it."""
+    record = run.step_record("prepare")
+    if record is None or record["key"] != prepare_key:
+        return ("unprepared", prepare_key)
+    return ("data", record["fingerprint"])
 
 
 def require_current(run: RunDir, name: str) -> None:
