@@ -93,12 +93,16 @@ def alone(model, prompt, response):
 
 @pytest.mark.parametrize("architecture", ["llama", "gpt2", "gemma2"])
 def test_loss_terms_match_each_sample_run_alone(architecture):
-    """The padded batch, its position ids and the response-window logits give what each sample
-    gives unpadded with the full head; GCT matches the plain-torch InfoNCE at its eos."""
+    """The padded batch, its position ids and the LM head (on response tokens, or on a window)
+    give what each sample gives unpadded with the full head; GCT matches the plain-torch
+    InfoNCE at its eos."""
     tokenizer, model, *_ = setup_model(architecture)
     g = torch.Generator().manual_seed(0)
     tables = {"semantic": torch.randn(6, 5, generator=g), "behavior": torch.randn(6, 3, generator=g)}
     eager = EagerLLM(model, tables, EagerConfig(num_negatives=4))
+    # Gemma 2 soft-caps its logits: its loss takes the response-window path, the others the
+    # head on response tokens; both must match the unpadded full-head reference.
+    assert eager.head_on_response_tokens == (architecture != "gemma2")
     batch = collate(samples(), tokenizer)
     terms = eager(batch, generator=torch.Generator().manual_seed(7))
 

@@ -117,8 +117,23 @@ def per_sample_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     targets = labels[:, labels.shape[1] - logits.shape[1] + 1:]
     mask = targets != IGNORE
     nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none")
-    per_sample = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
-    return per_sample.mean()
+    return _mean_per_sample((nll * mask).sum(1), mask)
+
+
+def response_token_loss(head: nn.Module, hidden: Tensor, labels: Tensor) -> Tensor:
+    """:func:`per_sample_lm_loss` with the LM head run only at the positions that predict a
+    labelled token: ``hidden`` [B, T, H] is the final hidden state, ``head`` the output
+    embedding. A batch's responses differ in length, so this is several times less head work
+    than a window as long as the longest one."""
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    rows, columns = mask.nonzero(as_tuple=True)
+    nll = F.cross_entropy(head(hidden[rows, columns]).float(), targets[rows, columns], reduction="none")
+    return _mean_per_sample(torch.zeros(len(labels), device=nll.device).index_add(0, rows, nll), mask)
+
+
+def _mean_per_sample(nll_sums: Tensor, mask: Tensor) -> Tensor:
+    return (nll_sums / mask.sum(1).clamp(min=1)).mean()
 
 
 def response_window(labels: Tensor) -> int:
@@ -130,6 +145,25 @@ def response_window(labels: Tensor) -> int:
         return 1
     first = int(labelled.to(torch.uint8).argmax())
     return labels.shape[1] - max(first - 1, 0)
+
+
+def logits_are_head_of_last_hidden(model) -> bool:
+    """Whether ``model``'s logits are its output embedding applied to its last hidden state, as
+    in most causal LMs (not in those that soft-cap or scale their logits, like Gemma 2), checked
+    on a three-token probe. Then the LM loss may run the head itself, on response tokens only."""
+    head = model.get_output_embeddings()
+    if head is None:
+        return False
+    probe = torch.arange(3, device=head.weight.device).unsqueeze(0)
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(input_ids=probe, output_hidden_states=True)
+            ours = head(output.hidden_states[-1])
+    finally:
+        model.train(training)
+    return ours.shape == output.logits.shape and torch.allclose(ours.float(), output.logits.float(), rtol=1e-4, atol=1e-4)
 
 
 class EagerLLM(nn.Module):
@@ -158,6 +192,9 @@ class EagerLLM(nn.Module):
         accepted = inspect.signature(unwrap_peft(model).forward).parameters
         self._takes_position_ids = "position_ids" in accepted
         self._takes_logits_to_keep = "logits_to_keep" in accepted
+        # The head on response tokens alone, when the model can skip its own (logits_to_keep=1)
+        # and its logits are plainly the head of its last hidden state; else a response window.
+        self.head_on_response_tokens = self._takes_logits_to_keep and logits_are_head_of_last_hidden(model)
 
     def table(self, source: str) -> Tensor:
         return getattr(self, f"{source}_table")
@@ -166,13 +203,19 @@ class EagerLLM(nn.Module):
         """Loss terms for one batch: ``loss`` (the weighted sum), ``lm``, and ``gct_<source>``
         unless ``gct`` is False (stage 2 trains on the LM loss alone)."""
         use_gct = gct and len(self.projectors) > 0
-        arguments = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=use_gct)
+        arguments = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         output_hidden_states=use_gct or self.head_on_response_tokens)
         if self._takes_position_ids:
             arguments["position_ids"] = positions_from_mask(batch.attention_mask)
-        if self._takes_logits_to_keep:
+        if self.head_on_response_tokens:
+            arguments["logits_to_keep"] = 1
+        elif self._takes_logits_to_keep:
             arguments["logits_to_keep"] = response_window(batch.labels)
         output = self.lm(**arguments)
-        lm = per_sample_lm_loss(output.logits, batch.labels)
+        if self.head_on_response_tokens:
+            lm = response_token_loss(self.lm.get_output_embeddings(), output.hidden_states[-1], batch.labels)
+        else:
+            lm = per_sample_lm_loss(output.logits, batch.labels)
         terms = {"lm": lm}
         loss = lm
         if use_gct:

@@ -1,0 +1,102 @@
+"""Benchmark: the LM head on response tokens only against a window as long as the longest response.
+
+    python benchmarks/bench_lm_head.py            # real Amazon Beauty task mix (../shared/data)
+    python benchmarks/bench_lm_head.py --quick    # a smoke run
+
+One AdamW training step (forward, backward, update) of the full-Beauty quality config's small
+model (a 2 x 128 Llama over an ~18k-word vocabulary plus 128 index tokens, GCT on) on batches
+of 64 samples of the real stage-1 task mix, length-grouped as the trainer groups them. Item
+indices are random 2 + 2 codes of 32: only their token counts matter here. The two variants
+compute the same loss (tests/test_model.py checks both against a full-head reference); they
+differ in how many positions go through the [hidden x vocabulary] head and its log-softmax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import interleaved_medians, markdown_table  # noqa: E402
+from eager_llm.data import leave_one_out, load_dataset  # noqa: E402
+from eager_llm.model import EagerLLM, add_index_tokens  # noqa: E402
+from eager_llm.model.backbones import tiny_llama, word_tokenizer  # noqa: E402
+from eager_llm.model.eager import response_window  # noqa: E402
+from eager_llm.tasks import (IGNORE, INSTRUCTIONS, PROMPT_TEMPLATE, TaskConfig, collate_tokenized, tokenize,  # noqa: E402
+                              training_samples)
+from eager_llm.train.trainer import _epoch_order  # noqa: E402
+
+BEAUTY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "amazon-beauty-2014-5core")
+BATCH, CODES, LEVELS = 64, 32, ("a", "b", "c", "d")
+TASKS = TaskConfig(ratios={"seqrec": 1.0, "item2index": 1.0, "index2item": 1.0, "history_index_to_title": 0.1,
+                           "history_title_to_index": 0.1})
+
+
+def beauty_batches(count: int, max_users: int | None):
+    """``count`` consecutive length-grouped batches of the Beauty stage-1 mix, with the model."""
+    dataset = load_dataset(BEAUTY)
+    if max_users is not None:
+        dataset = dataset.subsample(max_users)
+    split = leave_one_out(dataset)
+    titles = [text.name() for text in dataset.item_text]
+    draw = random.Random(0)
+    codes = [[draw.randrange(CODES) for _ in LEVELS] for _ in titles]
+    item_strings = ["".join(f"<{level}_{code}>" for level, code in zip(LEVELS, row)) for row in codes]
+    token_strings = [f"<{level}_{code}>" for level in LEVELS for code in range(CODES)]
+    samples = training_samples(split, item_strings, titles, TASKS)
+    tokenizer = word_tokenizer(titles + [PROMPT_TEMPLATE] + [text for texts in INSTRUCTIONS.values() for text in texts])
+    model = tiny_llama(tokenizer, 128, 256, 2, 4)
+    add_index_tokens(model, tokenizer, token_strings, None)
+    tokenized = tokenize(samples, tokenizer)
+    order = _epoch_order(len(tokenized), 0, 0, torch.tensor([len(sample) for sample in tokenized]), BATCH)
+    batches = [collate_tokenized([tokenized[i] for i in order[start:start + BATCH]], tokenizer.pad_token_id, 192)
+               for start in range(0, count * BATCH, BATCH)]
+    return model, dataset, batches
+
+
+def head_positions(batches, on_tokens: bool) -> int:
+    if on_tokens:
+        return sum(int((batch.labels[:, 1:] != IGNORE).sum()) for batch in batches)
+    return sum(response_window(batch.labels) * len(batch.labels) for batch in batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if not os.path.isdir(BEAUTY):
+        raise SystemExit(f"{BEAUTY}: the Beauty data folder is needed")
+    torch.manual_seed(0)
+    model, dataset, batches = beauty_batches(4 if args.quick else 24, 300 if args.quick else None)
+    g = torch.Generator().manual_seed(1)
+    tables = {"semantic": torch.randn(dataset.num_items, 384, generator=g),
+              "behavior": torch.randn(dataset.num_items, 64, generator=g)}
+    eager = EagerLLM(model, tables)
+    optimizer = torch.optim.AdamW(eager.parameters(), lr=1e-4)
+
+    def steps(on_tokens: bool):
+        def run():
+            eager.head_on_response_tokens = on_tokens
+            for batch in batches:
+                optimizer.zero_grad(set_to_none=True)
+                eager(batch, generator=torch.Generator().manual_seed(0))["loss"].backward()
+                optimizer.step()
+        return run
+
+    names = {"window (longest response)": False, "response tokens only": True}
+    medians = interleaved_medians({name: steps(on) for name, on in names.items()}, repeats=1 if args.quick else 3)
+    tokens = sum(int(batch.attention_mask.sum()) for batch in batches)
+    base = medians["window (longest response)"]
+    rows = [[name, f"{head_positions(batches, on) / len(batches):.0f}", f"{1000 * medians[name] / len(batches):.1f}",
+             f"{tokens / medians[name]:.0f}", f"{base / medians[name]:.2f}x"] for name, on in names.items()]
+    print(f"{len(batches)} batches of {BATCH}, {tokens / len(batches):.0f} real tokens per batch; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(markdown_table(["LM head on", "head positions / batch", "ms / step", "tokens/s", "speed-up"], rows))
+
+
+if __name__ == "__main__":
+    main()
