@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_gathered_infonce import expanded_infonce  # noqa: E402
 from common import interleaved_medians, markdown_table, measure_in_subprocess, peak_extra_mib  # noqa: E402
 from eager_llm.model import EagerConfig, EagerLLM  # noqa: E402
-from eager_llm.model.eager import per_sample_lm_loss  # noqa: E402
+from eager_llm.model.eager import response_token_loss  # noqa: E402
 from eager_llm.tasks import Batch  # noqa: E402
 
 ITEMS, BATCH, LENGTH = 12_101, 16, 128
@@ -62,9 +62,11 @@ def build(size: str, variant: str):
 
 
 def released_way_loss(eager: EagerLLM, batch: Batch) -> torch.Tensor:
-    output = eager.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
-    loss = per_sample_lm_loss(output.logits, batch.labels)
+    # The LM loss as EagerLLM computes it, so that the variants differ in their GCT alone.
+    output = eager.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True,
+                      logits_to_keep=1)
     hidden = output.hidden_states[-1]
+    loss = response_token_loss(eager.lm.get_output_embeddings(), hidden, batch.labels)
     summary = torch.stack([hidden[row, batch.summary_positions[row]] for row in range(hidden.shape[0])])
     negatives = torch.randint(0, ITEMS, (eager.config.num_negatives,))
     for source, projector in eager.projectors.items():

@@ -1,7 +1,7 @@
 """Benchmark: the LM head on response tokens only against a window as long as the longest response.
 
     python benchmarks/bench_lm_head.py            # real Amazon Beauty task mix (../shared/data)
-    python benchmarks/bench_lm_head.py --quick    # a smoke run
+    python benchmarks/bench_lm_head.py --quick    # a smoke run (the demo data without ../shared/data)
 
 One AdamW training step (forward, backward, update) of the full-Beauty quality config's small
 model (a 2 x 128 Llama over an ~18k-word vocabulary plus 128 index tokens, GCT on) on batches
@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import interleaved_medians, markdown_table  # noqa: E402
-from eager_llm.data import leave_one_out, load_dataset  # noqa: E402
+from eager_llm.data import demo_dataset, leave_one_out, load_dataset  # noqa: E402
 from eager_llm.model import EagerLLM, add_index_tokens  # noqa: E402
 from eager_llm.model.backbones import tiny_llama, word_tokenizer  # noqa: E402
 from eager_llm.model.eager import response_window  # noqa: E402
@@ -36,11 +36,12 @@ TASKS = TaskConfig(ratios={"seqrec": 1.0, "item2index": 1.0, "index2item": 1.0, 
                            "history_title_to_index": 0.1})
 
 
-def beauty_batches(count: int, max_users: int | None):
+def beauty_batches(count: int, quick: bool):
     """``count`` consecutive length-grouped batches of the Beauty stage-1 mix, with the model."""
-    dataset = load_dataset(BEAUTY)
-    if max_users is not None:
-        dataset = dataset.subsample(max_users)
+    if quick:
+        dataset = load_dataset(BEAUTY).subsample(300) if os.path.isdir(BEAUTY) else demo_dataset()
+    else:
+        dataset = load_dataset(BEAUTY)
     split = leave_one_out(dataset)
     titles = [text.name() for text in dataset.item_text]
     draw = random.Random(0)
@@ -68,10 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    if not os.path.isdir(BEAUTY):
+    if not args.quick and not os.path.isdir(BEAUTY):
         raise SystemExit(f"{BEAUTY}: the Beauty data folder is needed")
     torch.manual_seed(0)
-    model, dataset, batches = beauty_batches(4 if args.quick else 24, 300 if args.quick else None)
+    model, dataset, batches = beauty_batches(4 if args.quick else 24, args.quick)
     g = torch.Generator().manual_seed(1)
     tables = {"semantic": torch.randn(dataset.num_items, 384, generator=g),
               "behavior": torch.randn(dataset.num_items, 64, generator=g)}
