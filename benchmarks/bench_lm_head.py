@@ -26,7 +26,7 @@ from eager_llm.data import demo_dataset, leave_one_out, load_dataset  # noqa: E4
 from eager_llm.model import EagerLLM, add_index_tokens  # noqa: E402
 from eager_llm.model.backbones import tiny_llama, word_tokenizer  # noqa: E402
 from eager_llm.model.eager import response_window  # noqa: E402
-from eager_llm.tasks import (IGNORE, INSTRUCTIONS, PROMPT_TEMPLATE, TaskConfig, collate_tokenized, tokenize,  # noqa: E402
+from eager_llm.tasks import (IGNORE, TaskConfig, collate_tokenized, fixed_texts, tokenize,  # noqa: E402
                               training_samples)
 from eager_llm.train.trainer import _epoch_order  # noqa: E402
 
@@ -49,7 +49,7 @@ def beauty_batches(count: int, quick: bool):
     item_strings = ["".join(f"<{level}_{code}>" for level, code in zip(LEVELS, row)) for row in codes]
     token_strings = [f"<{level}_{code}>" for level in LEVELS for code in range(CODES)]
     samples = training_samples(split, item_strings, titles, TASKS)
-    tokenizer = word_tokenizer(titles + [PROMPT_TEMPLATE] + [text for texts in INSTRUCTIONS.values() for text in texts])
+    tokenizer = word_tokenizer(titles + fixed_texts())
     model = tiny_llama(tokenizer, 128, 256, 2, 4)
     add_index_tokens(model, tokenizer, token_strings, None)
     tokenized = tokenize(samples, tokenizer)

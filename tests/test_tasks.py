@@ -5,7 +5,9 @@ from collections import Counter
 import pytest
 
 from eager_llm.data import Dataset, ItemText, leave_one_out
-from eager_llm.tasks import INSTRUCTIONS, TaskConfig, evaluation_prompts, render, training_samples
+from eager_llm.model.backbones import word_tokenizer
+from eager_llm.tasks import (INSTRUCTIONS, TaskConfig, evaluation_prompt_ids, evaluation_prompts, fixed_texts, render,
+                             training_samples)
 
 SEQUENCES = [[1, 2, 3, 4, 5], [3, 1, 4, 2], [5, 4, 3]]
 STRINGS = [f"<a_{i}><b_{i % 2}>" for i in range(1, 6)]
@@ -70,6 +72,14 @@ def test_evaluation_prompts_use_the_first_instruction():
     prompts = evaluation_prompts(s.test, STRINGS)
     assert prompts[0] == render(INSTRUCTIONS["seqrec"][0], history=", ".join(STRINGS[i - 1] for i in (1, 2, 3, 4)))
     assert len(prompts) == len(SEQUENCES)
+
+
+def test_evaluation_prompt_ids_are_each_prompt_tokenised_alone():
+    s = split()
+    tokenizer = word_tokenizer(TITLES + fixed_texts())
+    expected = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in evaluation_prompts(s.test, STRINGS)]
+    assert evaluation_prompt_ids(s.test, STRINGS, tokenizer) == expected
+    assert evaluation_prompt_ids([], STRINGS, tokenizer) == []
 
 
 def test_bad_configuration():

@@ -12,6 +12,7 @@ underfits, one that scores them much better does not generalize.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 
@@ -20,14 +21,13 @@ import torch
 from eager_llm.evaluate import EvaluationConfig, evaluate
 from eager_llm.model import Recommender
 from eager_llm.pipeline import RunDir, resolve_values, steps
-from eager_llm.tasks import evaluation_prompts
+from eager_llm.tasks import evaluation_prompt_ids
 
 SHOWN = ("recall@1", "recall@10", "ndcg@10")
 
 
 def scores(recommender: Recommender, samples, config: EvaluationConfig) -> str:
-    prompts = [recommender.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-               for prompt in evaluation_prompts(samples, recommender.index.item_strings())]
+    prompts = evaluation_prompt_ids(samples, recommender.index.item_strings(), recommender.tokenizer)
     result = evaluate(recommender.eager.lm, prompts, [sample.target - 1 for sample in samples], recommender.trie,
                       config, progress=False)
     return ", ".join(f"{name} {result.metrics[name]:.4f}" for name in SHOWN)
@@ -43,16 +43,15 @@ def main() -> None:
     with open(os.path.join(args.run, "config.json"), encoding="utf-8") as handle:
         run = RunDir(args.run, resolve_values(json.load(handle)))
     steps.require_current(run, args.stage)
-    _, split = steps._checked_data(run)
+    _, split = steps.checked_data(run)
     recommender = Recommender.from_pretrained(run.file(args.stage, "recommender"))
     draw = torch.randperm(len(split.test), generator=torch.Generator().manual_seed(1))[:args.users]
     test = [split.test[i] for i in sorted(draw.tolist())]
     last_training = {sample.user: sample for sample in split.train}  # training samples run in order
-    base = steps._evaluation_config(run, recommender)
+    base = steps.evaluation_config(run, recommender)
 
-    def config(beams: int) -> EvaluationConfig:
-        return EvaluationConfig(num_beams=beams, ks=(1, 10), batch_size=max(1, base.batch_size * 20 // beams),
-                                pad_token_id=base.pad_token_id, item_tokens=base.item_tokens)
+    def config(beams: int) -> EvaluationConfig:  # the batch shrinks as the beams widen, to keep memory level
+        return dataclasses.replace(base, num_beams=beams, ks=(1, 10), batch_size=max(1, base.batch_size * 20 // beams))
 
     print(f"{args.run} ({args.stage}), {len(test)} random test users")
     for beams in args.beams:

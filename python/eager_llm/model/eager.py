@@ -154,7 +154,7 @@ def logits_are_head_of_last_hidden(model) -> bool:
     head = model.get_output_embeddings()
     if head is None:
         return False
-    probe = torch.arange(3, device=head.weight.device).unsqueeze(0)
+    probe = torch.arange(3, device=model.get_input_embeddings().weight.device).unsqueeze(0)
     training = model.training
     model.eval()
     try:

@@ -17,7 +17,7 @@ import eager_ext
 from ..data import Sample
 from ..generate import constrained_beam_search, left_pad
 from ..index import DualSourceIndex
-from ..tasks import evaluation_prompts, pad_token_id
+from ..tasks import evaluation_prompt_ids, pad_token_id
 from .eager import EagerConfig, EagerLLM
 
 FORMAT = "eager-llm-recommender"
@@ -56,8 +56,7 @@ class Recommender:
                 raise ValueError(f"history {row} has unknown item ids {bad[:5]} (items are 1..{self.index.num_items})"
                                  if bad else f"history {row} is empty")
         samples = [Sample(0, tuple(history[-20:]), 1) for history in histories]
-        prompts = evaluation_prompts(samples, self.index.item_strings())
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        encoded = evaluation_prompt_ids(samples, self.index.item_strings(), self.tokenizer)
         input_ids, attention_mask = left_pad(encoded, pad_token_id(self.tokenizer))
         items, scores = constrained_beam_search(self.eager.lm, input_ids, attention_mask, self.trie, num_beams,
                                                 num_return_sequences=k, score_space=score_space,

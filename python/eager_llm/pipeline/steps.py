@@ -28,7 +28,7 @@ from ..io import atomic_write_json
 from ..model import EagerLLM, Recommender, add_index_tokens
 from ..model.backbones import pretrained, smollm2, tiny_llama, word_tokenizer
 from ..report import final_loss
-from ..tasks import INSTRUCTIONS, PROMPT_TEMPLATE, TaskConfig, evaluation_prompts, pad_token_id, training_samples
+from ..tasks import TaskConfig, evaluation_prompt_ids, fixed_texts, pad_token_id, training_samples
 from ..train import recall_validation, train_stage
 from .config import ConfigError
 from .rundir import RunDir, key_of
@@ -105,7 +105,7 @@ def prepare(run: RunDir, force: bool = False) -> None:
     run.step("prepare", keys(run)["prepare"], compute, force)
 
 
-def _checked_data(run: RunDir) -> tuple[Dataset, Split]:
+def checked_data(run: RunDir) -> tuple[Dataset, Split]:
     """The dataset again (reading is cheap next to training), checked against what prepare saw."""
     dataset, split = load_data(run)
     with open(run.file("prepare", "data.json"), encoding="utf-8") as handle:
@@ -124,7 +124,7 @@ def embed(run: RunDir, progress: bool = True, force: bool = False) -> None:
     config = run.config.embed
 
     def compute(folder: str) -> dict:
-        dataset, split = _checked_data(run)
+        dataset, split = checked_data(run)
         embeddings = build_item_embeddings(dataset, split, config.behavior, config.text, progress=progress)
         save_file({"semantic": embeddings.semantic.contiguous(), "behavior": embeddings.behavior.contiguous()},
                   os.path.join(folder, "embeddings.safetensors.tmp"))
@@ -177,7 +177,7 @@ def titles(run: RunDir) -> list[str]:
 def _backbone(run: RunDir, titles: list[str]):
     settings = run.config.model
     if settings.backbone == "tiny":
-        texts = titles + [PROMPT_TEMPLATE] + [text for options in INSTRUCTIONS.values() for text in options]
+        texts = titles + fixed_texts()
         if run.config.data.preferences:
             texts += list(read_preferences(run.config.data.preferences).values())
         tokenizer = word_tokenizer(texts)
@@ -217,7 +217,7 @@ def _write_training(folder: str, result, eager: EagerLLM) -> dict:
 
 def _stage1(run: RunDir, progress: bool) -> None:
     def compute(folder: str) -> dict:
-        dataset, split = _checked_data(run)
+        dataset, split = checked_data(run)
         titles = [text.name() for text in dataset.item_text]
         index_ = load_index(run)
         tables = load_embeddings(run)
@@ -239,7 +239,7 @@ def _stage1(run: RunDir, progress: bool) -> None:
 
 def _stage2(run: RunDir, progress: bool) -> None:
     def compute(folder: str) -> dict:
-        dataset, split = _checked_data(run)
+        dataset, split = checked_data(run)
         recommender = Recommender.from_pretrained(run.file("stage1", "recommender"))
         eager = recommender.eager
         if hasattr(eager.lm, "peft_config"):
@@ -282,12 +282,7 @@ def latest_recommender(run: RunDir) -> Recommender:
 # ----------------------------------------------------------------------------------- evaluate and bench
 
 
-def _test_prompts(recommender: Recommender, split: Split) -> list[list[int]]:
-    return [recommender.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            for prompt in evaluation_prompts(split.test, recommender.index.item_strings())]
-
-
-def _evaluation_config(run: RunDir, recommender: Recommender) -> EvaluationConfig:
+def evaluation_config(run: RunDir, recommender: Recommender) -> EvaluationConfig:
     settings = run.config.evaluate
     return EvaluationConfig(num_beams=settings.num_beams, ks=settings.ks, batch_size=settings.batch_size,
                             pad_token_id=pad_token_id(recommender.tokenizer),
@@ -299,7 +294,7 @@ def evaluate_run(run: RunDir, progress: bool = True, force: bool = False) -> Non
         require_current(run, stage)
 
     def compute(folder: str) -> dict:
-        dataset, split = _checked_data(run)
+        dataset, split = checked_data(run)
         with open(run.file("embed", "behavior.json"), encoding="utf-8") as handle:
             behavior = json.load(handle)
         ks = run.config.evaluate.ks
@@ -309,9 +304,9 @@ def evaluate_run(run: RunDir, progress: bool = True, force: bool = False) -> Non
         for stage, label in zip(STAGES, ("EAGER-LLM stage 1", "EAGER-LLM stage 1 + 2")):
             recommender = Recommender.from_pretrained(run.file(stage, "recommender"))
             if prompts is None:  # stage 2 keeps stage 1's tokenizer and index
-                prompts = _test_prompts(recommender, split)
+                prompts = evaluation_prompt_ids(split.test, recommender.index.item_strings(), recommender.tokenizer)
             result = evaluate(recommender.eager.lm, prompts, targets, recommender.trie,
-                              _evaluation_config(run, recommender), user_ids=users,
+                              evaluation_config(run, recommender), user_ids=users,
                               output_dir=os.path.join(folder, stage), progress=progress)
             rows[label] = {name: value for name, value in result.metrics.items()
                            if name.startswith(("recall@", "ndcg@")) or name == "validity"}
@@ -343,12 +338,13 @@ def bench(run: RunDir, force: bool = False) -> None:
     require_current(run, "stage2")
 
     def compute(folder: str) -> dict:
-        _, split = _checked_data(run)
+        _, split = checked_data(run)
         recommender = latest_recommender(run)
         model = recommender.eager.lm.eval()
-        prompts = _test_prompts(recommender, split)[: run.config.bench.users]
+        prompts = evaluation_prompt_ids(split.test[: run.config.bench.users], recommender.index.item_strings(),
+                                        recommender.tokenizer)
         beams = run.config.evaluate.num_beams
-        pad = _evaluation_config(run, recommender).pad_token_id
+        pad = evaluation_config(run, recommender).pad_token_id
         eos = recommender.tokenizer.eos_token_id
         depth = recommender.trie.depth
         allowed = _dict_trie(recommender.trie.codes)  # built once, outside the timed calls

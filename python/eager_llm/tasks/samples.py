@@ -111,3 +111,11 @@ def evaluation_prompts(samples: list[Sample], item_strings: list[str]) -> list[s
     (fixed) instruction, so that evaluation does not depend on a random draw."""
     instruction = INSTRUCTIONS["seqrec"][0]
     return [render(instruction, history=_history(s.history, item_strings)) for s in samples]
+
+
+def evaluation_prompt_ids(samples: list[Sample], item_strings: list[str], tokenizer) -> list[list[int]]:
+    """:func:`evaluation_prompts` tokenised (one batched call, no special tokens): what the
+    constrained beam search takes."""
+    if not samples:
+        return []
+    return tokenizer(evaluation_prompts(samples, item_strings), add_special_tokens=False)["input_ids"]

@@ -51,6 +51,12 @@ INSTRUCTIONS: dict[str, list[str]] = {
 TASKS = tuple(INSTRUCTIONS)
 
 
+def fixed_texts() -> list[str]:
+    """Every text the prompts carry besides item data (the template and all instructions): what
+    a word vocabulary needs beside the item titles."""
+    return [PROMPT_TEMPLATE] + [text for options in INSTRUCTIONS.values() for text in options]
+
+
 def render(instruction: str, **fields: str) -> str:
     """The full prompt for one instruction with its placeholders filled in."""
     return PROMPT_TEMPLATE.format(instruction=instruction.format(**fields))

@@ -8,7 +8,7 @@ from ..data import Sample
 from ..evaluate import EvaluationConfig, evaluate
 from ..index import DualSourceIndex
 from ..model import EagerLLM
-from ..tasks import evaluation_prompts, pad_token_id
+from ..tasks import evaluation_prompt_ids, pad_token_id
 
 
 def recall_validation(samples: list[Sample], index: DualSourceIndex, tokenizer, first_token_id: int, k: int = 10,
@@ -17,8 +17,7 @@ def recall_validation(samples: list[Sample], index: DualSourceIndex, tokenizer, 
     on ``samples`` (e.g. the validation split), with the fixed evaluation instruction."""
     if not samples:
         raise ValueError("no validation samples")
-    prompts = [tokenizer(prompt, add_special_tokens=False)["input_ids"]
-               for prompt in evaluation_prompts(samples, index.item_strings())]
+    prompts = evaluation_prompt_ids(samples, index.item_strings(), tokenizer)
     targets = [sample.target - 1 for sample in samples]  # trie item ids are rows
     trie = index.trie(first_token_id)
     config = EvaluationConfig(num_beams=num_beams, ks=(k,), batch_size=batch_size,
