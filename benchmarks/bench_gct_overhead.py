@@ -56,7 +56,7 @@ def build(size: str, variant: str):
     labels = ids.clone()
     labels[:, : length // 2] = -100
     batch = Batch(ids, torch.ones_like(ids), labels, torch.full((BATCH,), length - 1),
-                  torch.randint(1, ITEMS + 1, (BATCH,), generator=g))
+                  torch.randint(1, ITEMS + 1, (BATCH,), generator=g), torch.full((BATCH,), length - length // 2))
     optimizer = torch.optim.AdamW([p for p in eager.parameters() if p.requires_grad], lr=1e-4)
     return eager, batch, optimizer
 
@@ -66,7 +66,7 @@ def released_way_loss(eager: EagerLLM, batch: Batch) -> torch.Tensor:
     output = eager.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True,
                       logits_to_keep=1)
     hidden = output.hidden_states[-1]
-    loss = response_token_loss(eager.lm.get_output_embeddings(), hidden, batch.labels)
+    loss = response_token_loss(eager.lm.get_output_embeddings(), hidden, batch.labels, batch.response_lengths)
     summary = torch.stack([hidden[row, batch.summary_positions[row]] for row in range(hidden.shape[0])])
     negatives = torch.randint(0, ITEMS, (eager.config.num_negatives,))
     for source, projector in eager.projectors.items():

@@ -72,6 +72,7 @@ def test_collate_left_pads_masks_the_prompt_and_ends_at_the_summary_token():
         assert batch.labels[row].tolist() == [IGNORE] * (width - len(response)) + response
         assert batch.summary_positions[row] == width - 1 and batch.input_ids[row, -1] == tokenizer.eos_token_id
     assert batch.target_items.tolist() == [3, 5, 0]
+    assert batch.response_lengths.tolist() == [len(tokens(tokenizer, sample)[1]) for sample in samples()]
     short = collate(samples()[:1], tokenizer, max_length=5)
     assert short.input_ids.shape[1] == 5 and short.labels[0, -3:].tolist() == short.input_ids[0, -3:].tolist()
     with pytest.raises(ValueError, match="a seqrec response of 3 tokens does not fit max_length 3"):
@@ -122,6 +123,44 @@ def test_loss_terms_match_each_sample_run_alone(architecture):
         torch.testing.assert_close(terms[f"gct_{source}"], expected, rtol=1e-4, atol=1e-5)
         total = total + 0.1 * expected
     torch.testing.assert_close(terms["loss"], total, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gemma2"])
+@pytest.mark.parametrize("among_index_tokens", [False, True])
+def test_history_targets_add_their_prompt_tokens_to_the_loss(architecture, among_index_tokens):
+    """A sample with history spans learns their tokens as well: its loss is the NLL summed over
+    the span tokens and the response, divided by the response's length (so each history item
+    weighs about as much as the response); with the index-token block given, span tokens are
+    scored among those tokens only. Computed here unpadded with the full head."""
+    tokenizer, model, first, *_ = setup_model(architecture)
+    block = (first, first + len(INDEX_TOKENS))
+    eager = EagerLLM(model, {"semantic": torch.randn(6, 8)}, EagerConfig(num_negatives=4),
+                     index_tokens=block if among_index_tokens else None)
+    prompt = "the user bought <a_1><b_2> , <a_0><b_3> next item is"
+    start = prompt.index("<a_0>")
+    plain, spanned = samples()[0], TaskSample("seqrec", prompt, "<a_2><b_1>", 3, ((start, start + 10),))
+    lm = eager(collate([spanned, samples()[1]], tokenizer), gct=False)["lm"]
+
+    prompt_ids, response_ids = tokens(tokenizer, plain)
+    ids = torch.tensor([prompt_ids + response_ids])
+    logits = model(input_ids=ids).logits[0, :-1].float()
+    picked = torch.log_softmax(logits, -1).gather(1, ids[0, 1:].unsqueeze(1)).squeeze(1)
+    span = [prompt_ids.index(tokenizer.convert_tokens_to_ids(token)) - 1 for token in ("<a_0>", "<b_3>")]
+    if among_index_tokens:
+        picked[span] = torch.log_softmax(logits[span, block[0]:block[1]], -1).gather(
+            1, (ids[0, 1:][span] - first).unsqueeze(1)).squeeze(1)
+    learnt = span + list(range(len(prompt_ids) - 1, ids.shape[1] - 1))
+    expected = (-picked[learnt].sum() / len(response_ids) + alone(model, *tokens(tokenizer, samples()[1]))[0]) / 2
+    torch.testing.assert_close(lm, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_history_targets_outside_the_index_tokens_are_an_error():
+    tokenizer, model, first, *_ = setup_model()
+    eager = EagerLLM(model, {}, index_tokens=(first, first + len(INDEX_TOKENS)))
+    prompt = "the user bought <a_1><b_2> next item is"
+    wrong = TaskSample("seqrec", prompt, "<a_2><b_1>", 3, ((4, 8),))  # "user" is no index token
+    with pytest.raises(ValueError, match="a history target is not an index token"):
+        eager(collate([wrong], tokenizer), gct=False)
 
 
 def test_response_window_covers_the_earliest_labelled_token():

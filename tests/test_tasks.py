@@ -1,13 +1,14 @@
 """The task mix: pools, responses, paraphrase draws, ratios and the fixed test instruction."""
 
+import dataclasses
 from collections import Counter
 
 import pytest
 
 from eager_llm.data import Dataset, ItemText, leave_one_out
 from eager_llm.model.backbones import word_tokenizer
-from eager_llm.tasks import (INSTRUCTIONS, TaskConfig, evaluation_prompt_ids, evaluation_prompts, fixed_texts, render,
-                             training_samples)
+from eager_llm.tasks import (IGNORE, INSTRUCTIONS, TaskConfig, collate, evaluation_prompt_ids, evaluation_prompts,
+                             fixed_texts, render, tokenize, training_samples)
 
 SEQUENCES = [[1, 2, 3, 4, 5], [3, 1, 4, 2], [5, 4, 3]]
 STRINGS = [f"<a_{i}><b_{i % 2}>" for i in range(1, 6)]
@@ -89,3 +90,60 @@ def test_bad_configuration():
         TaskConfig(ratios={"seqrec": 1.5})
     with pytest.raises(ValueError, match="item_strings has 5 entries but item_titles 4"):
         training_samples(split(), STRINGS, TITLES[:4])
+
+
+def bpe_tokenizer(texts):
+    """A byte-level BPE like SmolLM2's, trained here on ``texts`` (nothing is downloaded)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+
+
+@pytest.mark.parametrize("make_tokenizer", [word_tokenizer, bpe_tokenizer])
+def test_history_targets_label_each_history_item_after_the_first(make_tokenizer):
+    tokenizer = make_tokenizer(TITLES + fixed_texts())
+    tokenizer.add_tokens(sorted({token for string in STRINGS for token in string.replace("><", "> <").split()}))
+    s = split()
+    samples = training_samples(s, STRINGS, TITLES, TaskConfig(ratios={"seqrec": 1.0, "index2item": 1.0},
+                                                              history_targets=True))
+    seqrec = [x for x in samples if x.task == "seqrec"]
+    assert len(seqrec) == len(s.train)
+    plain = training_samples(s, STRINGS, TITLES, TaskConfig(ratios={"seqrec": 1.0, "index2item": 1.0}))
+    assert [dataclasses.replace(x, history_spans=()) for x in samples] == plain  # the same draws
+    batch = collate(samples, tokenizer)
+
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    for row, sample in enumerate(samples):
+        response = ids(sample.response) + [tokenizer.eos_token_id]
+        labels, prompt_labels = batch.labels[row, -len(response):], batch.labels[row, :-len(response)]
+        assert labels.tolist() == response
+        labelled = prompt_labels != IGNORE
+        assert prompt_labels[labelled].tolist() == batch.input_ids[row, :-len(response)][labelled].tolist()
+        history = () if sample.task != "seqrec" else next(
+            x.history for x in s.train
+            if matches_a_paraphrase(sample, "seqrec", history=", ".join(STRINGS[i - 1] for i in x.history)))
+        assert prompt_labels[labelled].tolist() == [t for item in history[1:] for t in ids(STRINGS[item - 1])]
+    # Cut the longest prompt one token after its first history target: the labels go with it.
+    row, longest = max(enumerate(tokenize(seqrec, tokenizer)), key=lambda pair: len(pair[1]))
+    first = int((longest.prompt_labels != IGNORE).nonzero()[0])
+    truncated = collate([seqrec[row]], tokenizer, max_length=len(longest) - first - 1)
+    kept = truncated.labels[0] != IGNORE
+    assert truncated.labels[0, kept].tolist() == truncated.input_ids[0, kept].tolist()
+    assert truncated.labels[0, :-len(longest.response)].tolist() == longest.prompt_labels[first + 1:].tolist()
+
+
+def test_history_targets_need_a_fast_tokenizer():
+    class Slow:
+        is_fast, eos_token_id = False, 0
+
+    samples = training_samples(split(), STRINGS, TITLES, TaskConfig(ratios={"seqrec": 1.0}, history_targets=True))
+    with pytest.raises(ValueError, match="history_targets needs a fast tokenizer.*Slow is not"):
+        tokenize(samples, Slow())

@@ -106,10 +106,17 @@ def _projected_offsets(token_embeddings: list[Tensor], old_rows: Tensor, count: 
     return offsets.to(old_rows.dtype)
 
 
-def per_sample_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Next-token cross-entropy on the labelled (response) tokens, averaged per sample and then
-    over samples: every sample weighs the same, and equal micro-batches average exactly to the
-    loss of their union (a token mean would weigh micro-batches by their token counts).
+def per_sample_lm_loss(logits: Tensor, labels: Tensor, response_lengths: Tensor | None = None,
+                       index_tokens: tuple[int, int] | None = None) -> Tensor:
+    """Next-token cross-entropy on the labelled tokens, summed per sample, divided by the
+    sample's response length, then averaged over samples: every response weighs the same, and
+    equal micro-batches average exactly to the loss of their union (a token mean would weigh
+    micro-batches by their token counts).
+
+    Without ``response_lengths`` [B] a sample's labelled tokens are its response. With them,
+    labelled tokens before the response are history targets (items of the prompt, learnt from
+    the items before them): each weighs like a response token, and with ``index_tokens``
+    (first id, end id) it is scored among the index tokens only, since it can only be an item.
 
     ``logits`` [B, K, V] may cover only the last K positions of ``labels`` [B, T] (see
     :func:`response_window`); they predict the labels of the last K - 1 positions.
@@ -117,23 +124,53 @@ def per_sample_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     targets = labels[:, labels.shape[1] - logits.shape[1] + 1:]
     mask = targets != IGNORE
     nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none")
-    return _mean_per_sample((nll * mask).sum(1), mask)
+    if index_tokens is not None and response_lengths is not None:
+        # Column c of ``targets`` is column c + T - K of labels[:, 1:], whose last R are the response.
+        columns = torch.arange(targets.shape[1], device=labels.device) + labels.shape[1] - logits.shape[1]
+        in_prompt = mask & (columns < labels.shape[1] - 1 - response_lengths.to(labels.device)[:, None])
+        first, end = index_tokens
+        block = logits[:, :-1][in_prompt][:, first:end]
+        nll = nll.masked_scatter(in_prompt, _index_block_nll(block, targets[in_prompt], index_tokens))
+    return _mean_per_sample((nll * mask).sum(1), mask, response_lengths)
 
 
-def response_token_loss(head: nn.Module, hidden: Tensor, labels: Tensor) -> Tensor:
+def response_token_loss(head: nn.Module, hidden: Tensor, labels: Tensor, response_lengths: Tensor | None = None,
+                        index_tokens: tuple[int, int] | None = None) -> Tensor:
     """:func:`per_sample_lm_loss` with the LM head run only at the positions that predict a
     labelled token: ``hidden`` [B, T, H] is the final hidden state, ``head`` the output
     embedding. A batch's responses differ in length, so this is several times less head work
-    than a window as long as the longest one."""
+    than a window as long as the longest one; history targets scored among the index tokens
+    cost [positions x index tokens] instead of [positions x vocabulary]."""
     targets = labels[:, 1:]
     mask = targets != IGNORE
     rows, columns = mask.nonzero(as_tuple=True)
-    nll = F.cross_entropy(head(hidden[rows, columns]).float(), targets[rows, columns], reduction="none")
-    return _mean_per_sample(torch.zeros(len(labels), device=nll.device).index_add(0, rows, nll), mask)
+    states, picked = hidden[rows, columns], targets[rows, columns]
+    if index_tokens is None or response_lengths is None:
+        nll = F.cross_entropy(head(states).float(), picked, reduction="none")
+    else:
+        in_prompt = columns < targets.shape[1] - response_lengths.to(labels.device)[rows]
+        first, end = index_tokens
+        bias = None if head.bias is None else head.bias[first:end]
+        block = F.linear(states[in_prompt], head.weight[first:end], bias)
+        nll = torch.empty(len(picked), device=hidden.device)
+        nll[in_prompt] = _index_block_nll(block, picked[in_prompt], index_tokens)
+        nll[~in_prompt] = F.cross_entropy(head(states[~in_prompt]).float(), picked[~in_prompt], reduction="none")
+    sums = torch.zeros(len(labels), device=nll.device).index_add(0, rows, nll)
+    return _mean_per_sample(sums, mask, response_lengths)
 
 
-def _mean_per_sample(nll_sums: Tensor, mask: Tensor) -> Tensor:
-    return (nll_sums / mask.sum(1).clamp(min=1)).mean()
+def _index_block_nll(block_logits: Tensor, targets: Tensor, index_tokens: tuple[int, int]) -> Tensor:
+    """Cross-entropy of history targets among the index tokens (``block_logits`` [N, end - first])."""
+    first, end = index_tokens
+    if bool(((targets < first) | (targets >= end)).any()):
+        raise ValueError(f"a history target is not an index token (ids {first}..{end - 1}): history spans must "
+                         "cover item index strings only")
+    return F.cross_entropy(block_logits.float(), targets - first, reduction="none")
+
+
+def _mean_per_sample(nll_sums: Tensor, mask: Tensor, response_lengths: Tensor | None) -> Tensor:
+    counts = mask.sum(1) if response_lengths is None else response_lengths.to(nll_sums.device)
+    return (nll_sums / counts.clamp(min=1)).mean()
 
 
 def response_window(labels: Tensor) -> int:
@@ -175,10 +212,14 @@ class EagerLLM(nn.Module):
         tables: ``{"semantic": [num_items, D_s], "behavior": [num_items, D_b]}`` (either may be
             missing, e.g. for a single-source index); row i - 1 is item i.
         config: :class:`EagerConfig`.
+        index_tokens: (first id, end id) of the index-token block; history targets (items of a
+            prompt that the LM loss learns as well) are then scored among these tokens only.
     """
 
-    def __init__(self, model, tables: dict[str, Tensor], config: EagerConfig | None = None):
+    def __init__(self, model, tables: dict[str, Tensor], config: EagerConfig | None = None,
+                 index_tokens: tuple[int, int] | None = None):
         super().__init__()
+        self.index_tokens = index_tokens
         unknown = set(tables) - set(SOURCES)
         if unknown:
             raise ValueError(f"tables has unknown sources {sorted(unknown)}; known: {SOURCES}")
@@ -213,9 +254,10 @@ class EagerLLM(nn.Module):
             arguments["logits_to_keep"] = response_window(batch.labels)
         output = self.lm(**arguments)
         if self.head_on_response_tokens:
-            lm = response_token_loss(self.lm.get_output_embeddings(), output.hidden_states[-1], batch.labels)
+            lm = response_token_loss(self.lm.get_output_embeddings(), output.hidden_states[-1], batch.labels,
+                                     batch.response_lengths, self.index_tokens)
         else:
-            lm = per_sample_lm_loss(output.logits, batch.labels)
+            lm = per_sample_lm_loss(output.logits, batch.labels, batch.response_lengths, self.index_tokens)
         terms = {"lm": lm}
         loss = lm
         if use_gct:

@@ -128,11 +128,13 @@ class Recommender:
         model.load_state_dict(load_file(os.path.join(directory, "model", "weights.safetensors")))
         gct = load_file(os.path.join(directory, "gct.safetensors"))
         tables = {key.split("/", 1)[1]: value for key, value in gct.items() if key.startswith("table/")}
-        eager = EagerLLM(model.eval(), tables, EagerConfig(**meta["eager_config"]))
+        index = DualSourceIndex.load(os.path.join(directory, "index"))
+        first = meta["first_token_id"]
+        eager = EagerLLM(model.eval(), tables, EagerConfig(**meta["eager_config"]),
+                         index_tokens=(first, first + index.num_tokens))
         eager.projectors.load_state_dict({key.split("/", 1)[1]: value for key, value in gct.items()
                                           if key.startswith("projector/")})
-        index = DualSourceIndex.load(os.path.join(directory, "index"))
-        recommender = cls(eager, tokenizer, index, meta["first_token_id"])
+        recommender = cls(eager, tokenizer, index, first)
         saved_trie = eager_ext.ItemTrie.load(os.path.join(directory, "trie.bin"))
         if not torch.equal(saved_trie.codes, recommender.trie.codes):
             raise ValueError(f"{directory}: trie.bin does not match the item index")

@@ -226,7 +226,7 @@ def _stage1(run: RunDir, progress: bool) -> None:
         if run.config.model.token_init == "exogenous":
             token_embeddings = index_.code_embeddings(tables["semantic"], tables["behavior"])
         first = add_index_tokens(model, tokenizer, index_.token_strings(), token_embeddings, seed=run.config.seed)
-        eager = EagerLLM(model, tables, run.config.eager)
+        eager = EagerLLM(model, tables, run.config.eager, index_tokens=(first, first + index_.num_tokens))
         preferences = read_preferences(run.config.data.preferences) if run.config.data.preferences else None
         samples = training_samples(split, index_.item_strings(), titles, run.config.tasks, preferences)
         result = train_stage(eager, tokenizer, samples, run.config.stage1, folder,
@@ -247,7 +247,8 @@ def _stage2(run: RunDir, progress: bool) -> None:
             eager.lm = eager.lm.merge_and_unload()
         titles = [text.name() for text in dataset.item_text]
         samples = training_samples(split, recommender.index.item_strings(), titles,
-                                   TaskConfig(ratios={"seqrec": 1.0}, seed=run.config.seed))
+                                   TaskConfig(ratios={"seqrec": 1.0}, seed=run.config.seed,
+                                              history_targets=run.config.tasks.history_targets))
         result = train_stage(eager, recommender.tokenizer, samples, run.config.stage2, folder,
                              evaluate=_validation(run, split, recommender.index, recommender.tokenizer,
                                                   recommender.first_token_id), progress=progress)

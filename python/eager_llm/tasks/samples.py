@@ -2,6 +2,11 @@
 
 Every sample keeps the item it is about (``target_item``, 1-based), so that the GCT loss can
 take part exactly for the samples that have one; all tasks here have one.
+
+With ``TaskConfig.history_targets`` (ours, beyond METHOD.md's response-only loss) a
+sequential-recommendation sample also learns each item of its history after the first from the
+items before it, as SASRec learns every position of a sequence at once: the sample records where
+those items lie in its prompt (``history_spans``), and the LM loss covers their tokens too.
 """
 
 from __future__ import annotations
@@ -30,15 +35,20 @@ class TaskSample:
     prompt: str
     response: str
     target_item: int | None
+    # Character spans of prompt items that are targets too (history targets): each is learnt
+    # from the prompt before it.
+    history_spans: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
 class TaskConfig:
     """Which tasks to build and how much of each (see DEFAULT_RATIOS); ``seed`` fixes every
-    draw (which samples, which paraphrase)."""
+    draw (which samples, which paraphrase). ``history_targets``: sequential-recommendation
+    samples learn every history item after the first as well (see the module docstring)."""
 
     ratios: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     seed: int = 0
+    history_targets: bool = False
 
     def __post_init__(self):
         unknown = set(self.ratios) - set(TASKS)
@@ -49,8 +59,22 @@ class TaskConfig:
                 raise ValueError(f"TaskConfig.ratios[{task!r}] must lie in [0, 1], got {ratio}")
 
 
+_SEPARATOR = ", "
+
+
 def _history(items, item_strings) -> str:
-    return ", ".join(item_strings[item - 1] for item in items)
+    return _SEPARATOR.join(item_strings[item - 1] for item in items)
+
+
+def history_spans(prompt: str, history: str) -> tuple[tuple[int, int], ...]:
+    """Character spans in ``prompt`` of the items of ``history`` (as :func:`_history` joins
+    them) after the first."""
+    start = prompt.index(history)
+    spans = []
+    for item in history.split(_SEPARATOR):
+        spans.append((start, start + len(item)))
+        start += len(item) + len(_SEPARATOR)
+    return tuple(spans[1:])
 
 
 def _titles(items, item_titles) -> str:
@@ -100,8 +124,9 @@ def training_samples(split: Split, item_strings: list[str], item_titles: list[st
         ratio = config.ratios.get(task, 0.0)
         chosen = pool if ratio >= 1.0 else rng.sample(pool, k=round(ratio * len(pool)))
         for fields, response, target in chosen:
-            instruction = rng.choice(INSTRUCTIONS[task])
-            samples.append(TaskSample(task, render(instruction, **fields), response, target))
+            prompt = render(rng.choice(INSTRUCTIONS[task]), **fields)
+            spans = history_spans(prompt, fields["history"]) if task == "seqrec" and config.history_targets else ()
+            samples.append(TaskSample(task, prompt, response, target, spans))
     rng.shuffle(samples)
     return samples
 
