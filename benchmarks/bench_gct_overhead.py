@@ -56,7 +56,7 @@ def build(size: str, variant: str):
     labels = ids.clone()
     labels[:, : length // 2] = -100
     batch = Batch(ids, torch.ones_like(ids), labels, torch.full((BATCH,), length - 1),
-                  torch.randint(1, ITEMS + 1, (BATCH,), generator=g), torch.full((BATCH,), length - length // 2))
+                  torch.randint(1, ITEMS + 1, (BATCH,), generator=g))
     optimizer = torch.optim.AdamW([p for p in eager.parameters() if p.requires_grad], lr=1e-4)
     return eager, batch, optimizer
 

@@ -1,4 +1,5 @@
-"""Benchmark: the LM head on response tokens only against a window as long as the longest response.
+"""Benchmark: the LM head on response tokens only against a window as long as the longest response,
+and what history targets add to it.
 
     python benchmarks/bench_lm_head.py            # real Amazon Beauty task mix (../shared/data)
     python benchmarks/bench_lm_head.py --quick    # a smoke run (the demo data without ../shared/data)
@@ -9,11 +10,15 @@ of 64 samples of the real stage-1 task mix, length-grouped as the trainer groups
 indices are random 2 + 2 codes of 32: only their token counts matter here. The two variants
 compute the same loss (tests/test_model.py checks both against a full-head reference); they
 differ in how many positions go through the [hidden x vocabulary] head and its log-softmax.
+The history-target rows train on the same samples with ``history_targets`` (every history item
+of a seqrec sample is a target too), scored over the whole vocabulary or, as EagerLLM does when
+it knows the index-token block, among the 128 index tokens only.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -37,7 +42,8 @@ TASKS = TaskConfig(ratios={"seqrec": 1.0, "item2index": 1.0, "index2item": 1.0, 
 
 
 def beauty_batches(count: int, quick: bool):
-    """``count`` consecutive length-grouped batches of the Beauty stage-1 mix, with the model."""
+    """The model, its index-token block, the dataset, and ``count`` consecutive length-grouped
+    batches of the Beauty stage-1 mix without and with history targets (the same samples)."""
     if quick:
         dataset = load_dataset(BEAUTY).subsample(300) if os.path.isdir(BEAUTY) else demo_dataset()
     else:
@@ -48,21 +54,30 @@ def beauty_batches(count: int, quick: bool):
     codes = [[draw.randrange(CODES) for _ in LEVELS] for _ in titles]
     item_strings = ["".join(f"<{level}_{code}>" for level, code in zip(LEVELS, row)) for row in codes]
     token_strings = [f"<{level}_{code}>" for level in LEVELS for code in range(CODES)]
-    samples = training_samples(split, item_strings, titles, TASKS)
     tokenizer = word_tokenizer(titles + fixed_texts())
     model = tiny_llama(tokenizer, 128, 256, 2, 4)
-    add_index_tokens(model, tokenizer, token_strings, None)
-    tokenized = tokenize(samples, tokenizer)
-    order = _epoch_order(len(tokenized), 0, 0, torch.tensor([len(sample) for sample in tokenized]), BATCH)
-    batches = [collate_tokenized([tokenized[i] for i in order[start:start + BATCH]], tokenizer.pad_token_id, 192)
-               for start in range(0, count * BATCH, BATCH)]
-    return model, dataset, batches
+    first = add_index_tokens(model, tokenizer, token_strings, None)
+    batches = {}
+    for history_targets in (False, True):
+        samples = training_samples(split, item_strings, titles, dataclasses.replace(TASKS, history_targets=history_targets))
+        tokenized = tokenize(samples, tokenizer)
+        order = _epoch_order(len(tokenized), 0, 0, torch.tensor([len(sample) for sample in tokenized]), BATCH)
+        batches[history_targets] = [
+            collate_tokenized([tokenized[i] for i in order[start:start + BATCH]], tokenizer.pad_token_id, 192)
+            for start in range(0, count * BATCH, BATCH)]
+    return model, (first, first + len(token_strings)), dataset, batches
 
 
-def head_positions(batches, on_tokens: bool) -> int:
-    if on_tokens:
-        return sum(int((batch.labels[:, 1:] != IGNORE).sum()) for batch in batches)
-    return sum(response_window(batch.labels) * len(batch.labels) for batch in batches)
+def head_positions(batches, on_tokens: bool, among_index_tokens: bool) -> str:
+    """Positions per batch that go through the whole [hidden x vocabulary] head (and those that
+    go through its index-token rows only)."""
+    if not on_tokens:
+        return f"{sum(response_window(b.labels) * len(b.labels) for b in batches) / len(batches):.0f}"
+    labelled = sum(int((b.labels[:, 1:] != IGNORE).sum()) for b in batches) / len(batches)
+    if not among_index_tokens:
+        return f"{labelled:.0f}"
+    responses = sum(int(b.response_lengths.sum()) for b in batches) / len(batches)
+    return f"{responses:.0f} (+ {labelled - responses:.0f} on the index rows)"
 
 
 def main() -> None:
@@ -72,29 +87,35 @@ def main() -> None:
     if not args.quick and not os.path.isdir(BEAUTY):
         raise SystemExit(f"{BEAUTY}: the Beauty data folder is needed")
     torch.manual_seed(0)
-    model, dataset, batches = beauty_batches(4 if args.quick else 24, args.quick)
+    model, index_tokens, dataset, batches = beauty_batches(4 if args.quick else 24, args.quick)
     g = torch.Generator().manual_seed(1)
     tables = {"semantic": torch.randn(dataset.num_items, 384, generator=g),
               "behavior": torch.randn(dataset.num_items, 64, generator=g)}
     eager = EagerLLM(model, tables)
     optimizer = torch.optim.AdamW(eager.parameters(), lr=1e-4)
+    # name: (head on response tokens, history targets, their scores among the index tokens only)
+    variants = {"window (longest response)": (False, False, False), "response tokens only": (True, False, False),
+                "+ history targets, whole vocabulary": (True, True, False),
+                "+ history targets, among index tokens": (True, True, True)}
 
-    def steps(on_tokens: bool):
+    def steps(on_tokens: bool, history_targets: bool, among_index_tokens: bool):
         def run():
             eager.head_on_response_tokens = on_tokens
-            for batch in batches:
+            eager.index_tokens = index_tokens if among_index_tokens else None
+            for batch in batches[history_targets]:
                 optimizer.zero_grad(set_to_none=True)
                 eager(batch, generator=torch.Generator().manual_seed(0))["loss"].backward()
                 optimizer.step()
         return run
 
-    names = {"window (longest response)": False, "response tokens only": True}
-    medians = interleaved_medians({name: steps(on) for name, on in names.items()}, repeats=1 if args.quick else 3)
-    tokens = sum(int(batch.attention_mask.sum()) for batch in batches)
+    medians = interleaved_medians({name: steps(*how) for name, how in variants.items()}, repeats=1 if args.quick else 3)
+    count = len(batches[False])
+    tokens = sum(int(batch.attention_mask.sum()) for batch in batches[False])
     base = medians["window (longest response)"]
-    rows = [[name, f"{head_positions(batches, on) / len(batches):.0f}", f"{1000 * medians[name] / len(batches):.1f}",
-             f"{tokens / medians[name]:.0f}", f"{base / medians[name]:.2f}x"] for name, on in names.items()]
-    print(f"{len(batches)} batches of {BATCH}, {tokens / len(batches):.0f} real tokens per batch; "
+    rows = [[name, head_positions(batches[history], on, among), f"{1000 * medians[name] / count:.1f}",
+             f"{tokens / medians[name]:.0f}", f"{base / medians[name]:.2f}x"]
+            for name, (on, history, among) in variants.items()]
+    print(f"{count} batches of {BATCH}, {tokens / count:.0f} real tokens per batch; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(markdown_table(["LM head on", "head positions / batch", "ms / step", "tokens/s", "speed-up"], rows))
 

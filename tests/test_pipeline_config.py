@@ -25,6 +25,8 @@ def test_task_ratios_are_laid_over_the_defaults():
     assert smollm2["seqrec"] == 1.0 and smollm2["history_title_to_index"] == 0.0
     with pytest.raises(ConfigError, match="unknown tasks"):
         resolve_values({"tasks": {"ratios": {"nexttitle": 1.0}}})
+    # History targets are the pipeline's default (ours); the paper's response-only loss is one key away.
+    assert config.tasks.history_targets and not resolve_values({"tasks": {"history_targets": False}}).tasks.history_targets
 
 
 def test_overrides_are_read_as_yaml_values():

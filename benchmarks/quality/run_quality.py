@@ -41,13 +41,15 @@ ABLATIONS = {
     "released_tree": {"index": {"semantic": {"quantizer": "balanced_tree"},
                                 "behavior": {"quantizer": "balanced_tree"}}},
     "rq_kmeans": {"index": {"semantic": {"quantizer": "rq_kmeans"}, "behavior": {"quantizer": "rq_kmeans"}}},
+    "response_only": {"tasks": {"history_targets": False}},
 }
 VARIANTS = ("full", *ABLATIONS, "smollm2")
-LABELS = {"full": "EAGER-LLM small (ours: sub-clustered trees, 2 + 2 codes)",
+LABELS = {"full": "EAGER-LLM small (ours: sub-clustered trees, 2 + 2 codes, history targets)",
           "no_stage2": "ablation: no stage 2",
           "semantic_only": "ablation: semantic-only index", "behavior_only": "ablation: behavior-only index",
           "no_gct": "ablation: no GCT", "released_tree": "ablation: released-code tree index",
-          "rq_kmeans": "ablation: RQ-KMeans index", "smollm2": "EAGER-LLM SmolLM2-135M + LoRA (subsample)"}
+          "rq_kmeans": "ablation: RQ-KMeans index", "response_only": "ablation: response-only LM loss (the paper's)",
+          "smollm2": "EAGER-LLM SmolLM2-135M + LoRA (subsample)"}
 # METHOD.md section 1 (R@5, R@10, N@5, N@10), the paper's numbers at LLaMA-7B scale.
 PUBLISHED = {
     "beauty": {"EAGER-LLM": (0.0548, 0.0830, 0.0369, 0.0459), "TIGER": (0.0454, 0.0648, 0.0321, 0.0384),

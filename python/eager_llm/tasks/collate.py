@@ -26,10 +26,13 @@ class Batch:
     labels: Tensor  # IGNORE on prompt and padding
     summary_positions: Tensor  # [B] position of each sequence's eos
     target_items: Tensor  # [B] 1-based target item, 0 for none
-    response_lengths: Tensor  # [B] tokens of each response (with its eos): the LM loss's divisor
+    # [B] tokens of each response (with its eos), the LM loss's divisor; None: every labelled
+    # token is part of the response.
+    response_lengths: Tensor | None = None
 
     def to(self, device) -> "Batch":
-        return Batch(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
+        return Batch(*(None if value is None else value.to(device)
+                       for value in (getattr(self, name) for name in self.__dataclass_fields__)))
 
 
 @dataclass(frozen=True)
