@@ -1,5 +1,7 @@
 """EagerLLM: index tokens, batches, and the LM + GCT loss against plain-torch references."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -161,6 +163,17 @@ def test_history_targets_outside_the_index_tokens_are_an_error():
     wrong = TaskSample("seqrec", prompt, "<a_2><b_1>", 3, ((4, 8),))  # "user" is no index token
     with pytest.raises(ValueError, match="a history target is not an index token"):
         eager(collate([wrong], tokenizer), gct=False)
+
+
+def test_a_batch_without_response_lengths_takes_its_labelled_tokens_as_the_responses():
+    """Hand-built batches (no response_lengths) keep the loss they had: every labelled token is
+    part of a response."""
+    tokenizer, model, *_ = setup_model()
+    eager = EagerLLM(model, {})
+    batch = collate(samples(), tokenizer)
+    bare = dataclasses.replace(batch, response_lengths=None).to("cpu")
+    assert bare.response_lengths is None
+    torch.testing.assert_close(eager(bare, gct=False)["lm"], eager(batch, gct=False)["lm"])
 
 
 def test_response_window_covers_the_earliest_labelled_token():
