@@ -51,13 +51,11 @@ def compare(option: str, seeds: list[int], out: str, quick: bool) -> list[list[s
     results = {setting: [] for setting in settings}
     for seed in seeds:
         values = merge(PRESETS["demo"], {"seed": seed, **(QUICK if quick else {})})
-        first = None
-        for setting, layer in settings.items():
-            folder = os.path.join(out, f"seed{seed}-{setting.replace(' ', '-')}")
-            if first is not None:
+        folders = [os.path.join(out, f"seed{seed}-{setting.replace(' ', '-')}") for setting in settings]
+        for folder, (setting, layer) in zip(folders, settings.items()):
+            if folder != folders[0]:  # retrain a copy of the first setting's run
                 shutil.rmtree(folder, ignore_errors=True)
-                shutil.copytree(first, folder)
-            first = first or folder
+                shutil.copytree(folders[0], folder)
             results[setting].append(run(folder, merge(values, layer)))
         print(f"{option}: seed {seed} done", file=sys.stderr)
     atomic_write_json(os.path.join(out, f"{option}.json"), {"seeds": seeds, "results": results})

@@ -125,9 +125,7 @@ def per_sample_lm_loss(logits: Tensor, labels: Tensor, response_lengths: Tensor 
     mask = targets != IGNORE
     nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none")
     if index_tokens is not None and response_lengths is not None:
-        # Column c of ``targets`` is column c + T - K of labels[:, 1:], whose last R are the response.
-        columns = torch.arange(targets.shape[1], device=labels.device) + labels.shape[1] - logits.shape[1]
-        in_prompt = mask & (columns < labels.shape[1] - 1 - response_lengths.to(labels.device)[:, None])
+        in_prompt = _history_targets(labels, response_lengths)[:, labels.shape[1] - logits.shape[1]:]
         first, end = index_tokens
         block = logits[:, :-1][in_prompt][:, first:end]
         nll = nll.masked_scatter(in_prompt, _index_block_nll(block, targets[in_prompt], index_tokens))
@@ -148,7 +146,7 @@ def response_token_loss(head: nn.Module, hidden: Tensor, labels: Tensor, respons
     if index_tokens is None or response_lengths is None:
         nll = F.cross_entropy(head(states).float(), picked, reduction="none")
     else:
-        in_prompt = columns < targets.shape[1] - response_lengths.to(labels.device)[rows]
+        in_prompt = _history_targets(labels, response_lengths)[rows, columns]
         first, end = index_tokens
         bias = None if head.bias is None else head.bias[first:end]
         block = F.linear(states[in_prompt], head.weight[first:end], bias)
@@ -157,6 +155,13 @@ def response_token_loss(head: nn.Module, hidden: Tensor, labels: Tensor, respons
         nll[~in_prompt] = F.cross_entropy(head(states[~in_prompt]).float(), picked[~in_prompt], reduction="none")
     sums = torch.zeros(len(labels), device=nll.device).index_add(0, rows, nll)
     return _mean_per_sample(sums, mask, response_lengths)
+
+
+def _history_targets(labels: Tensor, response_lengths: Tensor) -> Tensor:
+    """[B, T - 1] over ``labels[:, 1:]``: the labelled tokens before each sample's response."""
+    targets = labels[:, 1:]
+    columns = torch.arange(targets.shape[1], device=labels.device)
+    return (targets != IGNORE) & (columns < targets.shape[1] - response_lengths.to(labels.device)[:, None])
 
 
 def _index_block_nll(block_logits: Tensor, targets: Tensor, index_tokens: tuple[int, int]) -> Tensor:

@@ -28,7 +28,7 @@ from ..io import atomic_write_json
 from ..model import EagerLLM, Recommender, add_index_tokens
 from ..model.backbones import pretrained, smollm2, tiny_llama, word_tokenizer
 from ..report import final_loss
-from ..tasks import TaskConfig, evaluation_prompt_ids, fixed_texts, pad_token_id, training_samples
+from ..tasks import evaluation_prompt_ids, fixed_texts, pad_token_id, training_samples
 from ..train import recall_validation, train_stage
 from .config import ConfigError
 from .rundir import RunDir, key_of
@@ -247,8 +247,7 @@ def _stage2(run: RunDir, progress: bool) -> None:
             eager.lm = eager.lm.merge_and_unload()
         titles = [text.name() for text in dataset.item_text]
         samples = training_samples(split, recommender.index.item_strings(), titles,
-                                   TaskConfig(ratios={"seqrec": 1.0}, seed=run.config.seed,
-                                              history_targets=run.config.tasks.history_targets))
+                                   dataclasses.replace(run.config.tasks, ratios={"seqrec": 1.0}))
         result = train_stage(eager, recommender.tokenizer, samples, run.config.stage2, folder,
                              evaluate=_validation(run, split, recommender.index, recommender.tokenizer,
                                                   recommender.first_token_id), progress=progress)

@@ -23,7 +23,7 @@ IGNORE = -100
 class Batch:
     input_ids: Tensor  # [B, T], left-padded
     attention_mask: Tensor
-    labels: Tensor  # IGNORE on prompt and padding
+    labels: Tensor  # IGNORE on padding and on the prompt outside its history spans
     summary_positions: Tensor  # [B] position of each sequence's eos
     target_items: Tensor  # [B] 1-based target item, 0 for none
     # [B] tokens of each response (with its eos), the LM loss's divisor; None: every labelled
@@ -52,11 +52,11 @@ def tokenize(samples: list[TaskSample], tokenizer) -> list[TokenizedSample]:
     :func:`collate_tokenized`: a training loop tokenises its samples before the first epoch."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos token, which GCT uses as the summary token")
-    spans = any(sample.history_spans for sample in samples)
-    if spans and not tokenizer.is_fast:
+    any_spans = any(sample.history_spans for sample in samples)
+    if any_spans and not tokenizer.is_fast:
         raise ValueError("history_targets needs a fast tokenizer (one that maps tokens to characters); "
                          f"{type(tokenizer).__name__} is not")
-    prompts = tokenizer([sample.prompt for sample in samples], add_special_tokens=False, return_offsets_mapping=spans)
+    prompts = tokenizer([sample.prompt for sample in samples], add_special_tokens=False, return_offsets_mapping=any_spans)
     responses = tokenizer([sample.response for sample in samples], add_special_tokens=False)["input_ids"]
     out = []
     for row, (sample, prompt, response) in enumerate(zip(samples, prompts["input_ids"], responses)):
