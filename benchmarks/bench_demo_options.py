@@ -2,13 +2,12 @@
 
     python benchmarks/bench_demo_options.py token_init [--seeds 0 1 2] [--out runs/token-init]
     python benchmarks/bench_demo_options.py history_targets [--seeds 0 1 2] [--out runs/history-targets]
-    python benchmarks/bench_demo_options.py sequence_windows [--seeds 0 1 2] [--out runs/sequence-windows]
     python benchmarks/bench_demo_options.py --quick    # a smoke run of each (60 users, one seed)
 
 Per seed, runs the demo pipeline (``eager-llm demo`` defaults) with the option's first setting,
-then copies that run folder and retrains with each other setting (data, embeddings and index
-are reused: only training and evaluation differ). Prints test Recall@10 / NDCG@10 after stage 1
-and after stage 2 and the stage-1 seconds, mean and standard deviation over seeds.
+then copies that run folder and retrains with the second (data, embeddings and index are
+reused: only training and evaluation differ). Prints test Recall@10 / NDCG@10 after stage 1
+and after stage 2, mean and standard deviation over seeds.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -34,10 +32,6 @@ OPTIONS = {
                    "exogenous": {"model": {"token_init": "exogenous"}}},
     "history_targets": {"response only": {"tasks": {"history_targets": False}},
                         "history targets": {"tasks": {"history_targets": True}}},
-    # Windows need a quarter of the tokens per epoch on Beauty: also compared at 4x the epochs.
-    "sequence_windows": {"every prefix": {"tasks": {"sequence_windows": False}},
-                         "windows": {"tasks": {"sequence_windows": True}},
-                         "windows, 4x epochs": {"tasks": {"sequence_windows": True}, "stage1": {"epochs": 8}}},
 }
 QUICK = {"data": {"max_users": 60}, "embed": {"behavior": {"max_epochs": 1}}, "stage1": {"epochs": 1},
          "evaluate": {"validation_users": 8}}
@@ -45,23 +39,19 @@ STAGES = ("EAGER-LLM stage 1", "EAGER-LLM stage 1 + 2")
 
 
 def run(folder: str, values: dict) -> dict:
-    """The run's test metrics rows, and its stage-1 training seconds under "stage1 seconds"."""
     run_dir = RunDir.create(folder, resolve_values(values), "benchmarks/bench_demo_options.py", None)
     steps.run_steps(run_dir, ("prepare", "embed", "index", "train", "evaluate"), progress=False)
     with open(run_dir.file("evaluate", "metrics.json"), encoding="utf-8") as handle:
-        rows = json.load(handle)["rows"]
-    with open(run_dir.file("stage1", "step.json"), encoding="utf-8") as handle:
-        return {**rows, "stage1 seconds": json.load(handle)["seconds"]}
+        return json.load(handle)["rows"]
 
 
 def compare(option: str, seeds: list[int], out: str, quick: bool) -> list[list[str]]:
-    """Table rows (setting, stage, Recall@10, NDCG@10, Recall@10 per seed, stage-1 seconds);
-    writes OUT/OPTION.json."""
+    """Table rows (setting, stage, Recall@10, NDCG@10, Recall@10 per seed); writes OUT/OPTION.json."""
     settings = OPTIONS[option]
     results = {setting: [] for setting in settings}
     for seed in seeds:
         values = merge(PRESETS["demo"], {"seed": seed, **(QUICK if quick else {})})
-        folders = [os.path.join(out, f"seed{seed}-{re.sub('[^a-z0-9]+', '-', setting)}") for setting in settings]
+        folders = [os.path.join(out, f"seed{seed}-{setting.replace(' ', '-')}") for setting in settings]
         for folder, (setting, layer) in zip(folders, settings.items()):
             if folder != folders[0]:  # retrain a copy of the first setting's run
                 shutil.rmtree(folder, ignore_errors=True)
@@ -78,8 +68,6 @@ def compare(option: str, seeds: list[int], out: str, quick: bool) -> list[list[s
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 cells.append(f"{statistics.mean(values):.4f} ± {spread:.4f}")
             cells.append(", ".join(f"{r[stage]['recall@10']:.4f}" for r in per_seed))
-            seconds = statistics.mean(r["stage1 seconds"] for r in per_seed)
-            cells.append(f"{seconds:.0f}" if stage == STAGES[0] else "")
             rows.append(cells)
     return rows
 
@@ -96,8 +84,7 @@ def main() -> None:
     out = args.out or tempfile.mkdtemp(prefix="demo-options-")
     for option in [args.option] if args.option else sorted(OPTIONS):
         rows = compare(option, args.seeds[:1] if args.quick else args.seeds, out, args.quick)
-        print(markdown_table([option.replace("_", " "), "stage", "Recall@10", "NDCG@10", "Recall@10 per seed",
-                              "stage-1 s"], rows))
+        print(markdown_table([option.replace("_", " "), "stage", "Recall@10", "NDCG@10", "Recall@10 per seed"], rows))
     if args.out is None:
         shutil.rmtree(out, ignore_errors=True)
 

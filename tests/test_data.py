@@ -6,8 +6,6 @@ import os
 from collections import Counter, defaultdict
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from eager_llm.data import (
     DataError,
@@ -18,7 +16,6 @@ from eager_llm.data import (
     leave_one_out,
     load_dataset,
     read_amazon_raw,
-    sequence_windows,
 )
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
@@ -68,41 +65,6 @@ def test_history_keeps_the_last_twenty_items():
     split = leave_one_out(dataset)
     assert split.test[0].history == tuple(range(10, 30))
     assert split.train[-1].history == tuple(range(8, 28)) and split.train[-1].target == 28
-
-
-def test_sequence_windows_by_hand():
-    dataset = Dataset("hand", [list(range(1, 31)), [6, 5, 4], [1, 2, 3, 4]], [ItemText(title="x")] * 30)
-    windows = sequence_windows(leave_one_out(dataset))
-    # User 1 trains on items 1..28: 28 from the 20 before it, then 8 from the 7 before it.
-    assert [(s.user, s.history, s.target) for s in windows] == [
-        (1, tuple(range(1, 8)), 8), (1, tuple(range(8, 28)), 28), (3, (1,), 2)]  # user 2 trains on one item
-
-
-@settings(max_examples=200, deadline=None)
-@given(lengths=st.lists(st.integers(3, 60), min_size=1, max_size=6), history_length=st.integers(1, 25))
-def test_sequence_windows_hold_every_training_target_once(lengths, history_length):
-    sequences = [[100 * user + position for position in range(length)] for user, length in enumerate(lengths)]
-    split = leave_one_out(Dataset("random", sequences, [ItemText(title="x")] * (100 * len(lengths))))
-    windows = sequence_windows(split, history_length)
-    for user, training in enumerate(split.train_sequences, start=1):
-        mine = [s for s in windows if s.user == user]
-        # Walk the sequence: each window starts at the previous window's target and is a slice of it.
-        position = 0
-        for number, window in enumerate(mine):
-            assert 1 <= len(window.history) <= history_length
-            assert number == 0 or len(window.history) == history_length  # only the oldest window is short
-            assert list(window.history) == training[position:position + len(window.history)]
-            position += len(window.history)
-            assert window.target == training[position]
-        assert position == len(training) - 1
-        # Positions learnt: each window's history after its first item, and its target.
-        learnt = [item for s in mine for item in (*s.history[1:], s.target)]
-        assert learnt == [s.target for s in split.train if s.user == user]
-
-
-def test_sequence_windows_bad_history_length():
-    with pytest.raises(ValueError, match="history_length must be at least 1, got 0"):
-        sequence_windows(leave_one_out(Dataset("hand", [[1, 2, 3]], [ItemText(title="x")] * 3)), 0)
 
 
 def test_reports_repeats_short_users_and_items_without_text(tmp_path):

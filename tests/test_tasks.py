@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from eager_llm.data import Dataset, ItemText, leave_one_out, sequence_windows
+from eager_llm.data import Dataset, ItemText, leave_one_out
 from eager_llm.model.backbones import word_tokenizer
 from eager_llm.tasks import (IGNORE, INSTRUCTIONS, TaskConfig, collate, evaluation_prompt_ids, evaluation_prompts,
                              fixed_texts, render, tokenize, training_samples)
@@ -90,8 +90,6 @@ def test_bad_configuration():
         TaskConfig(ratios={"seqrec": 1.5})
     with pytest.raises(ValueError, match="item_strings has 5 entries but item_titles 4"):
         training_samples(split(), STRINGS, TITLES[:4])
-    with pytest.raises(ValueError, match="sequence_windows needs history_targets=True"):
-        TaskConfig(sequence_windows=True)
 
 
 def bpe_tokenizer(texts):
@@ -140,26 +138,6 @@ def test_history_targets_label_each_history_item_after_the_first(make_tokenizer)
     kept = truncated.labels[0] != IGNORE
     assert truncated.labels[0, kept].tolist() == truncated.input_ids[0, kept].tolist()
     assert truncated.labels[0, :-len(longest.response)].tolist() == longest.prompt_labels[first + 1:].tolist()
-
-
-def test_sequence_windows_learn_each_training_target_once():
-    s = leave_one_out(Dataset("long", [[1, 2, 3, 4, 5] * 6, [3, 1, 4, 2]], [ItemText(title=t) for t in TITLES]))
-    tokenizer = word_tokenizer(TITLES + fixed_texts())
-    tokenizer.add_tokens(sorted({token for string in STRINGS for token in string.replace("><", "> <").split()}))
-    config = TaskConfig(ratios=ALL, history_targets=True, sequence_windows=True)
-    samples = training_samples(s, STRINGS, TITLES, config)
-    windows = sequence_windows(s)
-    assert len(windows) < len(s.train)
-    assert Counter(x.task for x in samples) == {
-        "seqrec": len(windows), "item2index": 4, "index2item": 4, "history_title_to_index": len(windows),
-        "history_index_to_title": sum(bool(TITLES[x.target - 1]) for x in windows)}
-    # Every token the LM learns in the seqrec samples, against each training target's tokens once.
-    batch = collate([x for x in samples if x.task == "seqrec"], tokenizer)
-    learnt = Counter(batch.labels[batch.labels != IGNORE].tolist())
-    expected = Counter(token for x in s.train for token in tokenizer(STRINGS[x.target - 1], add_special_tokens=False)
-                       ["input_ids"])
-    expected[tokenizer.eos_token_id] = len(windows)
-    assert learnt == expected
 
 
 def test_history_targets_need_a_fast_tokenizer():

@@ -9,7 +9,7 @@ from .dataset import DataReport, Dataset, ItemText
 from .demo import demo_dataset
 from .preferences import read_preferences
 from .readers import DataError, five_core, read_amazon_raw, read_recbole, read_s3rec_folder
-from .split import HISTORY_LENGTH, Sample, Split, leave_one_out, sequence_windows
+from .split import HISTORY_LENGTH, Sample, Split, leave_one_out
 
 
 def load_dataset(path: str) -> Dataset:
@@ -43,5 +43,4 @@ def load_dataset(path: str) -> Dataset:
 __all__ = [
     "DataError", "DataReport", "Dataset", "HISTORY_LENGTH", "ItemText", "Sample", "Split", "demo_dataset",
     "five_core", "leave_one_out", "load_dataset", "read_amazon_raw", "read_preferences", "read_recbole", "read_s3rec_folder",
-    "sequence_windows",
 ]

@@ -4,10 +4,6 @@ Per user: the last item is the test target, the second-to-last the validation ta
 rest is training. Every prefix of the training part is a training sample (history = the last
 20 items before the target); validation predicts s[-2] from s[:-2]; test predicts s[-1] from
 s[:-1] (the validation item is part of the test history).
-
-:func:`sequence_windows` covers the same training targets with one sample per window of at
-most ``HISTORY_LENGTH`` + 1 items, for training that learns every history position of a sample
-(``TaskConfig.sequence_windows``).
 """
 
 from __future__ import annotations
@@ -51,26 +47,3 @@ def leave_one_out(dataset: Dataset, history_length: int = HISTORY_LENGTH) -> Spl
         valid.append(Sample(user, tuple(sequence[:-2][-history_length:]), sequence[-2]))
         test.append(Sample(user, tuple(sequence[:-1][-history_length:]), sequence[-1]))
     return Split(train_sequences, train, valid, test)
-
-
-def sequence_windows(split: Split, history_length: int = HISTORY_LENGTH) -> list[Sample]:
-    """Non-overlapping windows over each user's training sequence, oldest first, that together
-    hold every training target once: a window is a sample whose target is its last item and
-    whose history items after the first are targets too, learnt from the items before them.
-
-    For a training sequence t, the last window predicts t[-1] from up to ``history_length``
-    items before it; the window before ends at that window's first item, and so on back to
-    t[0], which no window predicts (as no prefix sample of :func:`leave_one_out` does).
-    """
-    if history_length < 1:
-        raise ValueError(f"history_length must be at least 1, got {history_length}")
-    windows = []
-    for row, training in enumerate(split.train_sequences):
-        user_windows = []
-        end = len(training) - 1
-        while end >= 1:
-            start = max(0, end - history_length)
-            user_windows.append(Sample(row + 1, tuple(training[start:end]), training[end]))
-            end = start
-        windows.extend(reversed(user_windows))
-    return windows

@@ -7,10 +7,6 @@ With ``TaskConfig.history_targets`` (ours, beyond METHOD.md's response-only loss
 sequential-recommendation sample also learns each item of its history after the first from the
 items before it, as SASRec learns every position of a sequence at once: the sample records where
 those items lie in its prompt (``history_spans``), and the LM loss covers their tokens too.
-Every prefix of a user's sequence is then learnt again in each longer prefix's sample, so
-``TaskConfig.sequence_windows`` (ours too) builds the history tasks from non-overlapping
-windows instead (:func:`~eager_llm.data.sequence_windows`): each training target once per
-epoch, in about a third of the tokens on Beauty.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..data import Sample, Split, sequence_windows
+from ..data import Sample, Split
 from .templates import INSTRUCTIONS, TASKS, render
 
 # Fraction of each task's pool that becomes training samples (1.0 = all of it). The default
@@ -48,15 +44,11 @@ class TaskSample:
 class TaskConfig:
     """Which tasks to build and how much of each (see DEFAULT_RATIOS); ``seed`` fixes every
     draw (which samples, which paraphrase). ``history_targets``: sequential-recommendation
-    samples learn every history item after the first as well. ``sequence_windows``: the tasks
-    with a history draw from one window per stretch of a user's sequence instead of every
-    prefix; needs ``history_targets``, without which the targets inside windows would go
-    unlearnt (see the module docstring)."""
+    samples learn every history item after the first as well (see the module docstring)."""
 
     ratios: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     seed: int = 0
     history_targets: bool = False
-    sequence_windows: bool = False
 
     def __post_init__(self):
         unknown = set(self.ratios) - set(TASKS)
@@ -65,9 +57,6 @@ class TaskConfig:
         for task, ratio in self.ratios.items():
             if not 0.0 <= ratio <= 1.0:
                 raise ValueError(f"TaskConfig.ratios[{task!r}] must lie in [0, 1], got {ratio}")
-        if self.sequence_windows and not self.history_targets:
-            raise ValueError("TaskConfig.sequence_windows needs history_targets=True: a window learns its "
-                             "history items as targets, and without them only its last item would be learnt")
 
 
 _SEPARATOR = ", "
@@ -92,26 +81,25 @@ def _titles(items, item_titles) -> str:
     return ", ".join(f'"{item_titles[item - 1]}"' for item in items)
 
 
-def _pools(histories: list[Sample], item_strings, item_titles, preferences):
-    """Every possible sample of each task as (task, fields, response, target) tuples; the tasks
-    with a history take theirs from ``histories``."""
+def _pools(split: Split, item_strings, item_titles, preferences):
+    """Every possible sample of each task as (task, fields, response, target) tuples."""
     items = range(1, len(item_strings) + 1)
     pools = {
         "seqrec": [({"history": _history(s.history, item_strings)}, item_strings[s.target - 1], s.target)
-                   for s in histories],
+                   for s in split.train],
         "item2index": [({"title": item_titles[i - 1]}, item_strings[i - 1], i) for i in items if item_titles[i - 1]],
         "index2item": [({"item": item_strings[i - 1]}, item_titles[i - 1], i) for i in items if item_titles[i - 1]],
         "history_index_to_title": [({"history": _history(s.history, item_strings)}, item_titles[s.target - 1], s.target)
-                                   for s in histories if item_titles[s.target - 1]],
+                                   for s in split.train if item_titles[s.target - 1]],
         "history_title_to_index": [({"history": _titles(s.history, item_titles)}, item_strings[s.target - 1], s.target)
-                                   for s in histories],
+                                   for s in split.train],
         "preference_search": [],
     }
     if preferences:
         pools["preference_search"] = [
             ({"history": _history(s.history, item_strings), "preference": preferences[s.user]},
              item_strings[s.target - 1], s.target)
-            for s in histories if s.user in preferences
+            for s in split.train if s.user in preferences
         ]
     return pools
 
@@ -132,8 +120,7 @@ def training_samples(split: Split, item_strings: list[str], item_titles: list[st
         raise ValueError(f"item_strings has {len(item_strings)} entries but item_titles {len(item_titles)}")
     rng = random.Random(config.seed)
     samples = []
-    histories = sequence_windows(split) if config.sequence_windows else split.train
-    for task, pool in _pools(histories, item_strings, item_titles, preferences).items():
+    for task, pool in _pools(split, item_strings, item_titles, preferences).items():
         ratio = config.ratios.get(task, 0.0)
         chosen = pool if ratio >= 1.0 else rng.sample(pool, k=round(ratio * len(pool)))
         for fields, response, target in chosen:
