@@ -240,3 +240,13 @@ def test_out_of_disk_while_saving_is_one_line_and_leaves_no_step(tmp_path, monke
     error = capsys.readouterr().err
     assert "out of disk space while writing" in error and "data.json" in error
     assert not (tmp_path / "r" / "prepare" / "step.json").exists()
+
+
+def test_a_resumed_step_counts_the_time_of_the_attempts_it_resumed(tmp_path):
+    from eager_llm.pipeline import RunDir, resolve_values
+
+    run = RunDir.create(str(tmp_path / "r"), resolve_values({}), "test", None)
+    run.step("prepare", "key", lambda folder: {"earlier_seconds": 100.0})
+    seconds = run.step_record("prepare")["seconds"]
+    assert 100.0 <= seconds < 110.0
+    assert run.record()["steps"]["prepare"]["seconds"] == seconds

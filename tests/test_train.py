@@ -79,6 +79,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     interrupted.wait(timeout=60)
     assert interrupted.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (tmp_path / "resumed" / "final.safetensors").exists()
+    killed_seconds = json.loads(progress.read_text())["seconds"]
     resumed = _run_worker(tmp_path / "resumed", 8)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
     expected = load_file(tmp_path / "straight" / "final.safetensors")
@@ -89,6 +90,11 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     straight_history = json.loads((tmp_path / "straight" / "history.json").read_text())
     resumed_history = json.loads((tmp_path / "resumed" / "history.json").read_text())
     assert [h["loss"] for h in straight_history] == [h["loss"] for h in resumed_history]
+    # The training time counts the killed attempt up to its last checkpoint.
+    straight_seconds = json.loads((tmp_path / "straight" / "seconds.json").read_text())
+    resumed_seconds = json.loads((tmp_path / "resumed" / "seconds.json").read_text())
+    assert straight_seconds["earlier_seconds"] == 0.0
+    assert 0.0 < killed_seconds == resumed_seconds["earlier_seconds"] < resumed_seconds["seconds"]
 
 
 def test_two_gloo_processes_follow_the_loss_curve_of_one(tmp_path):

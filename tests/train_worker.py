@@ -27,3 +27,5 @@ if __name__ == "__main__":
         save_file(trainable_state(eager), os.path.join(output, "final.safetensors"))
         with open(os.path.join(output, "history.json"), "w") as out:
             json.dump(result.history, out)
+        with open(os.path.join(output, "seconds.json"), "w") as out:
+            json.dump({"seconds": result.seconds, "earlier_seconds": result.earlier_seconds}, out)

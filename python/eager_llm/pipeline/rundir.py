@@ -110,7 +110,9 @@ class RunDir:
 
     def step(self, name: str, key: str, compute: Callable[[str], dict | None], force: bool = False) -> bool:
         """Runs ``compute(folder)`` unless the step already finished with ``key``; returns whether
-        it was reused. ``compute`` may return a dict of facts kept in run.json."""
+        it was reused. ``compute`` may return a dict of facts kept in run.json; a computation
+        that resumed interrupted work reports the time that work took as ``earlier_seconds``,
+        and the step's seconds include it."""
         folder = self.file(name)
         if not force and self.step_key(name) == key:
             self.log(f"{name}: reused (inputs unchanged)")
@@ -124,7 +126,7 @@ class RunDir:
         self.log(f"{name}: running")
         started = time.time()
         facts = compute(folder) or {}
-        seconds = round(time.time() - started, 2)
+        seconds = round(time.time() - started + facts.get("earlier_seconds", 0.0), 2)
         atomic_write_json(os.path.join(folder, STEP_FILE), {"key": key, "seconds": seconds, **facts})
         os.remove(pending)
         self.log(f"{name}: done in {seconds:.1f} s")

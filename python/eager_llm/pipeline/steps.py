@@ -212,7 +212,8 @@ def _write_training(folder: str, result, eager: EagerLLM) -> dict:
     # The saved recommender holds the weights; the resumable checkpoint is no longer needed.
     for leftover in ("checkpoint", "best"):
         shutil.rmtree(os.path.join(folder, leftover), ignore_errors=True)
-    return {"tokens_per_s": summary["tokens_per_s"], "final_loss": final_loss(result.history)}
+    return {"tokens_per_s": summary["tokens_per_s"], "final_loss": final_loss(result.history),
+            "earlier_seconds": round(result.earlier_seconds, 2)}
 
 
 def _stage1(run: RunDir, progress: bool) -> None:

@@ -31,7 +31,8 @@ class StageResult:
     epoch_metrics: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     steps: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # training time, including the interrupted attempts it resumed from
+    earlier_seconds: float = 0.0  # the part of ``seconds`` those attempts took, up to their last checkpoint
 
 
 def apply_lora(eager: EagerLLM, settings: LoraSettings) -> None:
@@ -97,7 +98,8 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
     """Trains ``eager`` on ``samples`` for ``config.epochs`` and returns the loss history.
 
     Writes ``output_dir/checkpoint`` every ``config.checkpoint_every`` steps and at each epoch's
-    end, and resumes from it when present. With ``evaluate`` (a function of the model returning
+    end, and resumes from it when present (the result's ``seconds`` then include the earlier
+    attempts' time up to their last checkpoint). With ``evaluate`` (a function of the model returning
     a validation metric, higher is better), runs it after every epoch, keeps the best epoch's
     trainable weights in ``output_dir/best`` and restores them at the end.
     """
@@ -123,8 +125,12 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
     checkpoint = os.path.join(output_dir, "checkpoint")
     best_weights = os.path.join(output_dir, "best", "trainable.safetensors")
     state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler) or {
-        "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "epoch_metrics": [], "best_epoch": None}
-    result = StageResult(state["history"], state["epoch_metrics"], state["best_epoch"], state["global_step"])
+        "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "epoch_metrics": [], "best_epoch": None,
+        "seconds": 0.0}
+    # .get: checkpoints written before the training time was kept in them count from 0.
+    earlier_seconds = state.get("seconds", 0.0)
+    result = StageResult(state["history"], state["epoch_metrics"], state["best_epoch"], state["global_step"],
+                         earlier_seconds=earlier_seconds)
     tokenized, pad = tokenize(samples, tokenizer), pad_token_id(tokenizer)  # once, not every epoch
     lengths = None
     if config.group_by_length:
@@ -136,7 +142,7 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
     def save(epoch: int, step_in_epoch: int) -> None:
         progress_state = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": result.steps,
                           "history": result.history, "epoch_metrics": result.epoch_metrics,
-                          "best_epoch": result.best_epoch}
+                          "best_epoch": result.best_epoch, "seconds": earlier_seconds + time.time() - started}
         if accelerator.is_main_process:
             save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, progress_state)
         accelerator.wait_for_everyone()
@@ -193,5 +199,5 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
     if evaluate is not None and result.best_epoch is not None:
         accelerator.wait_for_everyone()
         load_weights(best_weights, accelerator.unwrap_model(model))
-    result.seconds = time.time() - started
+    result.seconds = earlier_seconds + time.time() - started
     return result
