@@ -125,9 +125,8 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
     checkpoint = os.path.join(output_dir, "checkpoint")
     best_weights = os.path.join(output_dir, "best", "trainable.safetensors")
     state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler) or {
-        "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "epoch_metrics": [], "best_epoch": None,
-        "seconds": 0.0}
-    # .get: checkpoints written before the training time was kept in them count from 0.
+        "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "epoch_metrics": [], "best_epoch": None}
+    # No checkpoint, or one written before checkpoints kept the training time: count from 0.
     earlier_seconds = state.get("seconds", 0.0)
     result = StageResult(state["history"], state["epoch_metrics"], state["best_epoch"], state["global_step"],
                          earlier_seconds=earlier_seconds)
