@@ -41,9 +41,10 @@ TASKS = TaskConfig(ratios={"seqrec": 1.0, "item2index": 1.0, "index2item": 1.0, 
                            "history_title_to_index": 0.1})
 
 
-def beauty_batches(count: int, quick: bool):
-    """The model, its index-token block, the dataset, and ``count`` consecutive length-grouped
-    batches of the Beauty stage-1 mix without and with history targets (the same samples)."""
+def beauty_batches(count: int, quick: bool, shape: tuple[int, int, int, int] = (128, 256, 2, 4)):
+    """The model (a tiny Llama of ``shape``: hidden size, MLP size, layers, heads), its index-token
+    block, the dataset, and ``count`` consecutive length-grouped batches of the Beauty stage-1 mix
+    without and with history targets (the same samples)."""
     if quick:
         dataset = load_dataset(BEAUTY).subsample(300) if os.path.isdir(BEAUTY) else demo_dataset()
     else:
@@ -55,7 +56,7 @@ def beauty_batches(count: int, quick: bool):
     item_strings = ["".join(f"<{level}_{code}>" for level, code in zip(LEVELS, row)) for row in codes]
     token_strings = [f"<{level}_{code}>" for level in LEVELS for code in range(CODES)]
     tokenizer = word_tokenizer(titles + fixed_texts())
-    model = tiny_llama(tokenizer, 128, 256, 2, 4)
+    model = tiny_llama(tokenizer, *shape)
     first = add_index_tokens(model, tokenizer, token_strings, None)
     batches = {}
     for history_targets in (False, True):
