@@ -41,10 +41,22 @@ TASKS = TaskConfig(ratios={"seqrec": 1.0, "item2index": 1.0, "index2item": 1.0, 
                            "history_title_to_index": 0.1})
 
 
-def beauty_batches(count: int, quick: bool, shape: tuple[int, int, int, int] = (128, 256, 2, 4)):
-    """The model (a tiny Llama of ``shape``: hidden size, MLP size, layers, heads), its index-token
-    block, the dataset, and ``count`` consecutive length-grouped batches of the Beauty stage-1 mix
-    without and with history targets (the same samples)."""
+def quick_mode(description: str) -> bool:
+    """Parses ``--quick``; without it the real Beauty data is needed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true")
+    quick = parser.parse_args().quick
+    if not quick and not os.path.isdir(BEAUTY):
+        raise SystemExit(f"{BEAUTY}: the Beauty data folder is needed")
+    return quick
+
+
+def beauty_training(count: int, quick: bool, shape: tuple[int, int, int, int] = (128, 256, 2, 4)):
+    """An EagerLLM over a tiny Llama of ``shape`` (hidden size, MLP size, layers, heads) with GCT
+    against random embedding tables, its index-token block, and ``count`` consecutive
+    length-grouped batches of the Beauty stage-1 mix without and with history targets (the same
+    samples)."""
+    torch.manual_seed(0)
     if quick:
         dataset = load_dataset(BEAUTY).subsample(300) if os.path.isdir(BEAUTY) else demo_dataset()
     else:
@@ -66,7 +78,10 @@ def beauty_batches(count: int, quick: bool, shape: tuple[int, int, int, int] = (
         batches[history_targets] = [
             collate_tokenized([tokenized[i] for i in order[start:start + BATCH]], tokenizer.pad_token_id, 192)
             for start in range(0, count * BATCH, BATCH)]
-    return model, (first, first + len(token_strings)), dataset, batches
+    g = torch.Generator().manual_seed(1)
+    tables = {"semantic": torch.randn(dataset.num_items, 384, generator=g),
+              "behavior": torch.randn(dataset.num_items, 64, generator=g)}
+    return EagerLLM(model, tables), (first, first + len(token_strings)), batches
 
 
 def head_positions(batches, on_tokens: bool, among_index_tokens: bool) -> str:
@@ -82,17 +97,8 @@ def head_positions(batches, on_tokens: bool, among_index_tokens: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    if not args.quick and not os.path.isdir(BEAUTY):
-        raise SystemExit(f"{BEAUTY}: the Beauty data folder is needed")
-    torch.manual_seed(0)
-    model, index_tokens, dataset, batches = beauty_batches(4 if args.quick else 24, args.quick)
-    g = torch.Generator().manual_seed(1)
-    tables = {"semantic": torch.randn(dataset.num_items, 384, generator=g),
-              "behavior": torch.randn(dataset.num_items, 64, generator=g)}
-    eager = EagerLLM(model, tables)
+    quick = quick_mode(__doc__.splitlines()[0])
+    eager, index_tokens, batches = beauty_training(4 if quick else 24, quick)
     optimizer = torch.optim.AdamW(eager.parameters(), lr=1e-4)
     # name: (head on response tokens, history targets, their scores among the index tokens only)
     variants = {"window (longest response)": (False, False, False), "response tokens only": (True, False, False),
@@ -109,7 +115,7 @@ def main() -> None:
                 optimizer.step()
         return run
 
-    medians = interleaved_medians({name: steps(*how) for name, how in variants.items()}, repeats=1 if args.quick else 3)
+    medians = interleaved_medians({name: steps(*how) for name, how in variants.items()}, repeats=1 if quick else 3)
     count = len(batches[False])
     tokens = sum(int(batch.attention_mask.sum()) for batch in batches[False])
     base = medians["window (longest response)"]

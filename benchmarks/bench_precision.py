@@ -14,7 +14,6 @@ for the body, the head on response tokens, the index rows on the other targets, 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -22,9 +21,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_lm_head import BEAUTY, beauty_batches  # noqa: E402
+from bench_lm_head import beauty_training, quick_mode  # noqa: E402
 from common import interleaved_medians, markdown_table  # noqa: E402
-from eager_llm.model import EagerLLM  # noqa: E402
 
 SHAPE = (128, 512, 4, 4)  # hidden size, MLP size, layers, heads: beauty.yaml's model
 
@@ -47,18 +45,9 @@ def step_gflop(batches, model, index_rows: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    if not args.quick and not os.path.isdir(BEAUTY):
-        raise SystemExit(f"{BEAUTY}: the Beauty data folder is needed")
-    torch.manual_seed(0)
-    model, index_tokens, dataset, batches = beauty_batches(2 if args.quick else 16, args.quick, SHAPE)
+    quick = quick_mode(__doc__.splitlines()[0])
+    eager, index_tokens, batches = beauty_training(2 if quick else 16, quick, SHAPE)
     batches = batches[True]  # history targets, as beauty.yaml trains
-    g = torch.Generator().manual_seed(1)
-    tables = {"semantic": torch.randn(dataset.num_items, 384, generator=g),
-              "behavior": torch.randn(dataset.num_items, 64, generator=g)}
-    eager = EagerLLM(model, tables)
     eager.index_tokens = index_tokens
     optimizer = torch.optim.AdamW(eager.parameters(), lr=1e-4)
     precisions = {"fp32": contextlib.nullcontext, "bf16 autocast": lambda: torch.autocast("cpu", torch.bfloat16)}
@@ -78,10 +67,10 @@ def main() -> None:
                 optimizer.step()
         return run
 
-    medians = interleaved_medians({name: steps(name) for name in precisions}, repeats=1 if args.quick else 3)
+    medians = interleaved_medians({name: steps(name) for name in precisions}, repeats=1 if quick else 3)
     count = len(batches)
     tokens = sum(int(batch.attention_mask.sum()) for batch in batches)
-    gflop = step_gflop(batches, model, index_tokens[1] - index_tokens[0])
+    gflop = step_gflop(batches, eager.lm, index_tokens[1] - index_tokens[0])
     base = medians["fp32"]
     rows = [[name, f"{losses[name]:.3f}", f"{1000 * medians[name] / count:.1f}", f"{tokens / medians[name]:.0f}",
              f"{gflop * count / medians[name]:.0f}", f"{base / medians[name]:.2f}x"] for name in precisions]
