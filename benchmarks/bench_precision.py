@@ -21,8 +21,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_lm_head import beauty_training, quick_mode  # noqa: E402
+from bench_lm_head import BATCH, beauty_training, quick_mode  # noqa: E402
 from common import interleaved_medians, markdown_table  # noqa: E402
+from eager_llm.tasks import IGNORE  # noqa: E402
 
 SHAPE = (128, 512, 4, 4)  # hidden size, MLP size, layers, heads: beauty.yaml's model
 
@@ -37,7 +38,7 @@ def step_gflop(batches, model, index_rows: int) -> float:
         tokens = int(batch.attention_mask.sum())
         lengths = batch.attention_mask.sum(dim=1).double()
         responses = int(batch.response_lengths.sum())
-        other_targets = int((batch.labels[:, 1:] != -100).sum()) - responses
+        other_targets = int((batch.labels[:, 1:] != IGNORE).sum()) - responses
         attention = 2 * 2 * config.num_hidden_layers * hidden * float((lengths * lengths).sum()) / 2  # causal half
         total += 6 * (body_weights * tokens + vocab * hidden * responses + index_rows * hidden * other_targets) \
             + 3 * attention
@@ -74,7 +75,7 @@ def main() -> None:
     base = medians["fp32"]
     rows = [[name, f"{losses[name]:.3f}", f"{1000 * medians[name] / count:.1f}", f"{tokens / medians[name]:.0f}",
              f"{gflop * count / medians[name]:.0f}", f"{base / medians[name]:.2f}x"] for name in precisions]
-    print(f"{count} batches of 64, {tokens / count:.0f} real tokens and {gflop:.1f} matmul GFLOP per step; "
+    print(f"{count} batches of {BATCH}, {tokens / count:.0f} real tokens and {gflop:.1f} matmul GFLOP per step; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(markdown_table(["precision", "loss, batch 1 untrained", "ms / step", "tokens/s", "GFLOP/s", "speed-up"], rows))
 
