@@ -65,21 +65,33 @@ def _run_worker(output, batch_size, epochs=2, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def _saved_progress(checkpoint):
+    """The newest whole checkpoint's progress: the kill may land while a newer checkpoint is
+    being swapped in, when only the fallback folder is whole."""
+    for folder in (checkpoint, checkpoint.with_name(checkpoint.name + ".old")):
+        try:
+            return json.loads((folder / "progress.json").read_text())
+        except FileNotFoundError:
+            continue
+    return None
+
+
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     straight = _run_worker(tmp_path / "straight", 8)
     assert straight.wait(timeout=300) == 0, straight.stderr.read()[-2000:]
     interrupted = _run_worker(tmp_path / "resumed", 8)
-    progress = tmp_path / "resumed" / "checkpoint" / "progress.json"
+    checkpoint = tmp_path / "resumed" / "checkpoint"
     deadline = time.time() + 300
     while time.time() < deadline and interrupted.poll() is None:
-        if progress.exists() and json.loads(progress.read_text())["global_step"] >= 4:
+        progress = _saved_progress(checkpoint)
+        if progress is not None and progress["global_step"] >= 4:
             interrupted.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)
     interrupted.wait(timeout=60)
     assert interrupted.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (tmp_path / "resumed" / "final.safetensors").exists()
-    killed_seconds = json.loads(progress.read_text())["seconds"]
+    killed_seconds = _saved_progress(checkpoint)["seconds"]
     resumed = _run_worker(tmp_path / "resumed", 8)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
     expected = load_file(tmp_path / "straight" / "final.safetensors")

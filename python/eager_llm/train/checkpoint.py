@@ -41,9 +41,14 @@ def load_weights(path: str, model) -> None:
 
 
 def save_checkpoint(folder: str, model, optimizer, scheduler, progress: dict) -> None:
+    """Writes the checkpoint into a temporary sibling, then swaps it in. A kill at any point
+    leaves either `folder` or `folder.old` complete (load_checkpoint reads whichever holds the
+    newer whole checkpoint), and the next save clears what the kill left behind."""
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
-    temporary = tempfile.mkdtemp(prefix=".checkpoint-", dir=parent)
+    prefix = f".{os.path.basename(os.path.abspath(folder))}-partial-"
+    _remove_partial_writes(parent, prefix)
+    temporary = tempfile.mkdtemp(prefix=prefix, dir=parent)
     try:
         save_weights(os.path.join(temporary, WEIGHTS), model)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -52,8 +57,13 @@ def save_checkpoint(folder: str, model, optimizer, scheduler, progress: dict) ->
         with open(os.path.join(temporary, META), "w") as out:
             json.dump(progress, out)
         old = folder + ".old"
-        if os.path.exists(folder):
+        if _is_complete(folder):
+            # The previous checkpoint becomes the fallback; a stale fallback is older still.
+            shutil.rmtree(old, ignore_errors=True)
             os.replace(folder, old)
+        else:
+            # A kill between the two renames left only the fallback, or a partial folder.
+            shutil.rmtree(folder, ignore_errors=True)
         os.replace(temporary, folder)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -64,8 +74,10 @@ def save_checkpoint(folder: str, model, optimizer, scheduler, progress: dict) ->
 def load_checkpoint(folder: str, model, optimizer, scheduler) -> dict | None:
     """Restores a checkpoint written by save_checkpoint; returns its progress, or None if there
     is none. The training state is read with weights_only=True: no arbitrary unpickling."""
-    if not os.path.exists(os.path.join(folder, META)):
-        return None
+    if not _is_complete(folder):
+        if not _is_complete(folder + ".old"):
+            return None
+        folder = folder + ".old"  # killed while swapping in a newer one
     load_weights(os.path.join(folder, WEIGHTS), model)
     state = torch.load(os.path.join(folder, STATE), weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
@@ -74,6 +86,17 @@ def load_checkpoint(folder: str, model, optimizer, scheduler) -> dict | None:
     random.setstate(_as_tuple(state["python_rng"]))
     with open(os.path.join(folder, META)) as handle:
         return json.load(handle)
+
+
+def _is_complete(folder: str) -> bool:
+    # progress.json is written last, so its presence means the rest is whole.
+    return os.path.exists(os.path.join(folder, META))
+
+
+def _remove_partial_writes(parent: str, prefix: str) -> None:
+    for name in os.listdir(parent):
+        if name.startswith(prefix):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 def _as_tuple(value):

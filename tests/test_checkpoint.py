@@ -1,0 +1,74 @@
+"""Checkpoints survive a kill at any point of the swap: whatever a kill leaves on disk, the
+next load restores the newest whole checkpoint and the next save succeeds."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from eager_llm.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _training_objects(seed):
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return model, optimizer, scheduler
+
+
+def _save(folder, step):
+    model, optimizer, scheduler = _training_objects(seed=step)
+    save_checkpoint(str(folder), model, optimizer, scheduler, {"global_step": step})
+    return model.weight.detach().clone()
+
+
+def _load(folder):
+    model, optimizer, scheduler = _training_objects(seed=99)
+    progress = load_checkpoint(str(folder), model, optimizer, scheduler)
+    return progress, model.weight.detach().clone()
+
+
+def test_round_trip_restores_weights_and_progress(tmp_path):
+    weight = _save(tmp_path / "checkpoint", step=3)
+    progress, loaded = _load(tmp_path / "checkpoint")
+    assert progress == {"global_step": 3} and torch.equal(loaded, weight)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+
+
+def test_no_checkpoint_loads_as_none(tmp_path):
+    assert _load(tmp_path / "checkpoint")[0] is None
+
+
+def test_kill_between_the_renames_keeps_the_previous_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoint"
+    weight = _save(folder, step=2)
+    os.replace(folder, str(folder) + ".old")  # the first rename happened, the second did not
+    progress, loaded = _load(folder)
+    assert progress == {"global_step": 2} and torch.equal(loaded, weight)
+    newer = _save(folder, step=4)
+    assert _load(folder)[0] == {"global_step": 4} and torch.equal(_load(folder)[1], newer)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+
+
+@pytest.mark.parametrize("leftover", ["stale_fallback", "partial_write", "partial_folder"])
+def test_next_save_clears_what_a_kill_left(tmp_path, leftover):
+    folder = tmp_path / "checkpoint"
+    _save(folder, step=2)
+    if leftover == "stale_fallback":  # killed after the swap, before the fallback was removed
+        _save(tmp_path / "elsewhere", step=1)
+        os.replace(tmp_path / "elsewhere", str(folder) + ".old")
+    elif leftover == "partial_write":  # killed while writing the temporary folder
+        os.makedirs(tmp_path / ".checkpoint-partial-abc")
+        (tmp_path / ".checkpoint-partial-abc" / "trainable.safetensors").write_bytes(b"cut sh")
+    else:  # killed while removing a folder whose progress.json was already gone
+        os.replace(folder, str(folder) + ".old")
+        os.makedirs(folder)
+    if leftover == "partial_folder":
+        assert _load(folder)[0] == {"global_step": 2}
+    newer = _save(folder, step=5)
+    progress, loaded = _load(folder)
+    assert progress == {"global_step": 5} and torch.equal(loaded, newer)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    assert json.loads((folder / "progress.json").read_text()) == {"global_step": 5}
