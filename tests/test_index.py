@@ -2,6 +2,7 @@
 DualSourceIndex, each against an independent plain-torch or hand-computed reference."""
 
 import copy
+import dataclasses
 import json
 import os
 
@@ -398,6 +399,30 @@ def test_save_load_round_trip(index, embeddings, tmp_path):
     assert torch.equal(loaded.codes, index.codes)  # the loaded quantizers encode alike
 
 
+def test_behavior_first_order_swaps_the_source_blocks(embeddings, tmp_path):
+    semantic, behavior = embeddings
+    config = dataclasses.replace(SMALL_CONFIG, collision_policy="extra_level", extra_level_size=None)
+    paper = DualSourceIndex.build(semantic[:200], behavior[:200], config)
+    swapped = DualSourceIndex.build(semantic[:200], behavior[:200],
+                                    dataclasses.replace(config, order=("behavior", "semantic")))
+    assert torch.equal(swapped.raw_codes, torch.cat([paper.raw_codes[:, 2:], paper.raw_codes[:, :2]], 1))
+    # The same items collide whatever the column order, so the disambiguation codes agree.
+    assert paper.has_extra_level and torch.equal(swapped.codes[:, 4], paper.codes[:, 4])
+    assert swapped.codebook_sizes == [4, 4, 8, 8, paper.codebook_sizes[4]]
+    sources = [position["source"] for position in swapped.statistics()["positions"]]
+    assert sources == ["behavior", "behavior", "semantic", "semantic", "disambiguation"]
+    swapped.save(tmp_path / "swapped")
+    loaded = DualSourceIndex.load(tmp_path / "swapped")
+    assert loaded.config.order == ("behavior", "semantic") and torch.equal(loaded.codes, swapped.codes)
+    loaded.add_items(semantic[200:], behavior[200:])
+    swapped.add_items(semantic[200:], behavior[200:])
+    assert torch.equal(loaded.codes, swapped.codes)
+    # Indices saved before the option existed have no order: the paper's is left out too.
+    paper.save(tmp_path / "paper")
+    assert "order" not in json.loads((tmp_path / "paper" / "index.json").read_text())["config"]
+    assert DualSourceIndex.load(tmp_path / "paper").config.order == ("semantic", "behavior")
+
+
 def test_load_rejects_tensors_that_do_not_match_the_checksum(index, tmp_path):
     index.save(tmp_path)
     path = tmp_path / "index.safetensors"
@@ -512,6 +537,7 @@ def build(**overrides):
     (lambda: build(config=IndexConfig(semantic=SourceConfig("pq"))), "config.semantic: quantizer must be one of"),
     (lambda: build(config=IndexConfig(semantic=SourceConfig(levels=0))), "config.semantic: levels must be"),
     (lambda: build(config=IndexConfig(semantic=None, behavior=None)), "at least one source"),
+    (lambda: build(config=IndexConfig(order=("behavior",))), "config.order must name each of"),
     (lambda: build(behavior=gaussian(31, 3, 0)), "same number of rows"),
     (lambda: build(behavior=None), "config.behavior is set"),
     (lambda: build(semantic=torch.zeros(30, 4, dtype=torch.long)), "semantic must be a floating-point"),

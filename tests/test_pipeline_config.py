@@ -36,6 +36,7 @@ def test_overrides_are_read_as_yaml_values():
     assert parse_override("index.semantic=null") == {"index": {"semantic": None}}
     config = resolve_values(merge(parse_override("evaluate.ks=[1, 10]"), parse_override("index.semantic=null")))
     assert config.evaluate.ks == (1, 10) and config.index.semantic is None
+    assert resolve_values(parse_override("index.order=[behavior, semantic]")).index.order == ("behavior", "semantic")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_override("stage1.lr")
 
@@ -50,6 +51,7 @@ def test_overrides_are_read_as_yaml_values():
     ({"model": {"backbone": "/no/such/model"}}, "model.backbone"),
     ({"evaluate": {"ks": [50]}}, "exceeds evaluate.num_beams"),
     ({"index": {"semantic": None, "behavior": None}}, "at least one source"),
+    ({"index": {"order": ["behavior", "behavior"]}}, "index: config.order must name each of"),
     ({"embed": 3}, "embed: expected a mapping"),
 ])
 def test_bad_settings_name_the_key(values, message):

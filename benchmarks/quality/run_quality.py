@@ -33,7 +33,7 @@ from eager_llm.pipeline.config import PRESETS, merge, read_config_file  # noqa: 
 
 DATA_FOLDERS = {"beauty": "amazon-beauty-2014-5core", "sports": "amazon-sports-2014-5core"}
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
-# The small model's ablations: settings laid over the full run's config.
+# The small model's ablations, and one variant of ours: settings laid over the full run's config.
 ABLATIONS = {
     "semantic_only": {"index": {"behavior": None}},
     "behavior_only": {"index": {"semantic": None}},
@@ -42,6 +42,7 @@ ABLATIONS = {
                                 "behavior": {"quantizer": "balanced_tree"}}},
     "rq_kmeans": {"index": {"semantic": {"quantizer": "rq_kmeans"}, "behavior": {"quantizer": "rq_kmeans"}}},
     "response_only": {"tasks": {"history_targets": False}},
+    "behavior_first": {"index": {"order": ["behavior", "semantic"]}},
 }
 VARIANTS = ("full", *ABLATIONS, "smollm2")
 LABELS = {"full": "EAGER-LLM small (ours: sub-clustered trees, 2 + 2 codes, history targets)",
@@ -49,6 +50,7 @@ LABELS = {"full": "EAGER-LLM small (ours: sub-clustered trees, 2 + 2 codes, hist
           "semantic_only": "ablation: semantic-only index", "behavior_only": "ablation: behavior-only index",
           "no_gct": "ablation: no GCT", "released_tree": "ablation: released-code tree index",
           "rq_kmeans": "ablation: RQ-KMeans index", "response_only": "ablation: response-only LM loss (the paper's)",
+          "behavior_first": "variant: behavior codes first in the index",
           "smollm2": "EAGER-LLM SmolLM2-135M + LoRA (subsample)"}
 # METHOD.md section 1 (R@5, R@10, N@5, N@10), the paper's numbers at LLaMA-7B scale.
 PUBLISHED = {

@@ -1,8 +1,8 @@
 """Dual-source Knowledge-rich Item indices (DKI): semantic codes, then behavior codes.
 
 An item's index is the semantic quantizer's codes followed by the behavior quantizer's codes
-(``<a_s1><b_s2><c_b1><d_b2>`` in the paper's configuration), plus a disambiguation code when the
-collision policy needs one. Each (position, code) is one new token; position ``p`` has letter
+(``<a_s1><b_s2><c_b1><d_b2>`` in the paper's configuration; ``IndexConfig.order`` can put the
+behavior codes first), plus a disambiguation code when the collision policy needs one. Each (position, code) is one new token; position ``p`` has letter
 ``"abc..."[p]``, and token ``<letter_code>`` has id ``first_token_id + offset[p] + code``, where
 ``offset`` is the running sum of the codebook sizes, so all item tokens form one contiguous block
 of ids that the LM can score as one slice of its vocabulary.
@@ -17,7 +17,7 @@ import json
 import os
 import string
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -82,6 +82,8 @@ class IndexConfig:
             it also reserves the position when the build did not need it, so that items added
             later can fall back on it when their last level is full.
         seed: seeds every quantizer (each source and level gets a seed derived from it).
+        order: the sources in index order, both named even if one is None. The paper's is
+            semantic first; beam search commits to the first source's clusters first.
     """
 
     semantic: SourceConfig | None = field(default_factory=SourceConfig)
@@ -89,6 +91,7 @@ class IndexConfig:
     collision_policy: str = "reassign"
     extra_level_size: int | None = None
     seed: int = 0
+    order: tuple[str, ...] = SOURCES
 
     def validate(self) -> None:
         if self.semantic is None and self.behavior is None:
@@ -102,19 +105,29 @@ class IndexConfig:
             check_positive(self.extra_level_size, "config.extra_level_size")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"config.seed must be an integer, got {self.seed!r}")
+        if sorted(self.order) != sorted(SOURCES):
+            raise ValueError(f"config.order must name each of {list(SOURCES)} once, got {list(self.order)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain values. ``order`` is left out at its default, so that indices
+        saved, and pipeline steps keyed, before the option existed keep reading as the same."""
+        values = asdict(self)
+        values["order"] = list(self.order)
+        if self.order == SOURCES:
+            del values["order"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "IndexConfig":
-        unknown = set(values) - {"semantic", "behavior", "collision_policy", "extra_level_size", "seed"}
+        unknown = set(values) - {field.name for field in fields(cls)}
         if unknown:
             raise ValueError(f"config has unknown fields {sorted(unknown)}")
         values = dict(values)
         for name in SOURCES:
             if values.get(name) is not None:
                 values[name] = SourceConfig(**values[name])
+        if "order" in values:
+            values["order"] = tuple(values["order"])
         return cls(**values)
 
 
@@ -144,7 +157,7 @@ class DualSourceIndex:
     @classmethod
     def build(cls, semantic: Tensor | None, behavior: Tensor | None,
               config: IndexConfig | None = None) -> "DualSourceIndex":
-        """Fits the configured quantizers, joins their codes (semantic first) and resolves
+        """Fits the configured quantizers, joins their codes (in ``config.order``) and resolves
         collisions with ``config.collision_policy``.
 
         Args:
@@ -357,13 +370,14 @@ class DualSourceIndex:
             raise ValueError(f"{path} does not match the checksum in {META_FILE}")
         tensors = load_file(path)
         quantizers = {}
-        # Index order is SOURCES order; the JSON object's key order is not (keys are sorted).
-        for name in (name for name in SOURCES if name in meta["quantizers"]):
+        config = IndexConfig.from_dict(meta["config"])
+        # Index order is config.order; the JSON object's key order is not (keys are sorted).
+        for name in (name for name in config.order if name in meta["quantizers"]):
             prefix = name + "/"
             state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
             quantizers[name] = quantizer_from_state(meta["quantizers"][name], state)
-        return cls(IndexConfig.from_dict(meta["config"]), quantizers, tensors["codes"],
-                   tensors["raw_codes"], tensors["errors"], meta["codebook_sizes"])
+        return cls(config, quantizers, tensors["codes"], tensors["raw_codes"], tensors["errors"],
+                   meta["codebook_sizes"])
 
     # ---------------------------------------------------------------------------------------
 
@@ -377,7 +391,7 @@ class DualSourceIndex:
 def _check_sources(config: IndexConfig, **embeddings) -> dict[str, Tensor]:
     """The configured sources' embeddings, checked, in index order; all with the same rows."""
     inputs = {}
-    for name in SOURCES:
+    for name in config.order:
         x, source = embeddings[name], getattr(config, name)
         if source is None and x is not None:
             raise ValueError(f"{name} embeddings were given but config.{name} is None")

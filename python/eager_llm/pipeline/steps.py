@@ -37,6 +37,9 @@ STAGES = ("stage1", "stage2")
 
 
 def _section(value) -> dict:
+    # A config's own to_dict knows which fields keep older keys valid (IndexConfig.order).
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
