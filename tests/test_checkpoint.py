@@ -7,19 +7,22 @@ import os
 import pytest
 import torch
 
-from eager_llm.train.checkpoint import load_checkpoint, save_checkpoint
+from eager_llm.train.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 
 
 def _training_objects(seed):
     torch.manual_seed(seed)
     model = torch.nn.Linear(4, 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
     return model, optimizer, scheduler
 
 
 def _save(folder, step):
     model, optimizer, scheduler = _training_objects(seed=step)
+    model(torch.ones(2, 4)).square().sum().backward()
+    optimizer.step()
+    scheduler.step()
     save_checkpoint(str(folder), model, optimizer, scheduler, {"global_step": step})
     return model.weight.detach().clone()
 
@@ -30,11 +33,33 @@ def _load(folder):
     return progress, model.weight.detach().clone()
 
 
-def test_round_trip_restores_weights_and_progress(tmp_path):
-    weight = _save(tmp_path / "checkpoint", step=3)
-    progress, loaded = _load(tmp_path / "checkpoint")
-    assert progress == {"global_step": 3} and torch.equal(loaded, weight)
+def test_round_trip_restores_weights_optimizer_scheduler_and_rng(tmp_path):
+    model, optimizer, scheduler = _training_objects(seed=3)
+    model(torch.ones(2, 4)).square().sum().backward()
+    optimizer.step()
+    scheduler.step()
+    save_checkpoint(str(tmp_path / "checkpoint") + "/", model, optimizer, scheduler, {"global_step": 1})
+    expected_draw = torch.rand(3)
+    restored = _training_objects(seed=99)
+    assert load_checkpoint(str(tmp_path / "checkpoint"), *restored) == {"global_step": 1}
+    assert torch.equal(torch.rand(3), expected_draw)
+    restored_model, restored_optimizer, restored_scheduler = restored
+    assert torch.equal(restored_model.weight, model.weight)
+    assert restored_scheduler.get_last_lr() == scheduler.get_last_lr() == [0.005]
+    moments = optimizer.state[model.weight]["exp_avg"]
+    assert moments.abs().sum() > 0
+    assert torch.equal(restored_optimizer.state[restored_model.weight]["exp_avg"], moments)
     assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+
+
+def test_remove_checkpoint_removes_it_and_its_fallback(tmp_path):
+    folder = tmp_path / "checkpoint"
+    _save(folder, step=2)
+    os.replace(folder, str(folder) + ".old")
+    _save(tmp_path / "elsewhere", step=3)
+    os.replace(tmp_path / "elsewhere", folder)
+    remove_checkpoint(str(folder))
+    assert os.listdir(tmp_path) == [] and _load(folder)[0] is None
 
 
 def test_no_checkpoint_loads_as_none(tmp_path):

@@ -423,6 +423,26 @@ def test_behavior_first_order_swaps_the_source_blocks(embeddings, tmp_path):
     assert DualSourceIndex.load(tmp_path / "paper").config.order == ("semantic", "behavior")
 
 
+def test_behavior_first_reassigns_on_the_semantic_last_level(embeddings):
+    semantic, behavior = embeddings
+    config = dataclasses.replace(SMALL_CONFIG, extra_level_size=None, order=("behavior", "semantic"))
+    index = DualSourceIndex.build(semantic[:200], behavior[:200], config)
+    assert collision_stats(index.raw_codes) != (0, 0) and collision_stats(index.codes) == (0, 0)
+    assert not index.has_extra_level
+    assert torch.equal(index.codes[:, :3], index.raw_codes[:, :3])  # only the last position moves
+    trie = index.trie(FIRST_TOKEN)
+    assert torch.equal(trie.lookup(index.item_token_ids(FIRST_TOKEN)), torch.arange(200))
+
+
+def test_load_rejects_an_index_json_with_a_bad_order(index, tmp_path):
+    index.save(tmp_path)
+    meta = json.loads((tmp_path / "index.json").read_text())
+    meta["config"]["order"] = ["semantic"]
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="index.json: config.order must name each of"):
+        DualSourceIndex.load(tmp_path)
+
+
 def test_load_rejects_tensors_that_do_not_match_the_checksum(index, tmp_path):
     index.save(tmp_path)
     path = tmp_path / "index.safetensors"
@@ -538,6 +558,7 @@ def build(**overrides):
     (lambda: build(config=IndexConfig(semantic=SourceConfig(levels=0))), "config.semantic: levels must be"),
     (lambda: build(config=IndexConfig(semantic=None, behavior=None)), "at least one source"),
     (lambda: build(config=IndexConfig(order=("behavior",))), "config.order must name each of"),
+    (lambda: build(config=IndexConfig(order=("behavior", 1))), "config.order must name each of"),
     (lambda: build(behavior=gaussian(31, 3, 0)), "same number of rows"),
     (lambda: build(behavior=None), "config.behavior is set"),
     (lambda: build(semantic=torch.zeros(30, 4, dtype=torch.long)), "semantic must be a floating-point"),

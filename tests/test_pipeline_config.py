@@ -59,6 +59,18 @@ def test_bad_settings_name_the_key(values, message):
         resolve_values(values)
 
 
+def test_the_default_index_order_keeps_the_step_keys_of_earlier_runs():
+    from eager_llm.index import IndexConfig
+    from eager_llm.pipeline.steps import _section
+
+    config = RunConfig().index
+    before_the_option = dataclasses.asdict(config)
+    del before_the_option["order"]
+    assert _section(config) == before_the_option
+    assert "order" not in IndexConfig(order=["semantic", "behavior"]).to_dict()
+    assert _section(dataclasses.replace(config, order=("behavior", "semantic")))["order"] == ["behavior", "semantic"]
+
+
 def test_the_run_seed_reaches_every_step_and_the_config_round_trips():
     config = resolve_values(merge(PRESETS["smollm2"], {"seed": 7}))
     assert {config.embed.behavior.seed, config.index.seed, config.tasks.seed, config.stage1.seed,

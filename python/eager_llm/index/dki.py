@@ -1,11 +1,12 @@
-"""Dual-source Knowledge-rich Item indices (DKI): semantic codes, then behavior codes.
+"""Dual-source Knowledge-rich Item indices (DKI): one source's codes, then the other's.
 
 An item's index is the semantic quantizer's codes followed by the behavior quantizer's codes
-(``<a_s1><b_s2><c_b1><d_b2>`` in the paper's configuration; ``IndexConfig.order`` can put the
-behavior codes first), plus a disambiguation code when the collision policy needs one. Each (position, code) is one new token; position ``p`` has letter
-``"abc..."[p]``, and token ``<letter_code>`` has id ``first_token_id + offset[p] + code``, where
-``offset`` is the running sum of the codebook sizes, so all item tokens form one contiguous block
-of ids that the LM can score as one slice of its vocabulary.
+(``<a_s1><b_s2><c_b1><d_b2>`` in the paper's configuration; ``IndexConfig.order`` can put
+the behavior codes first), plus a disambiguation code when the collision policy needs one.
+Each (position, code) is one new token; position ``p`` has letter ``"abc..."[p]``, and token
+``<letter_code>`` has id ``first_token_id + offset[p] + code``, where ``offset`` is the running
+sum of the codebook sizes, so all item tokens form one contiguous block of ids that the LM can
+score as one slice of its vocabulary.
 
 Item i of the data (ids start at 1) is row i - 1 of every tensor here.
 """
@@ -105,7 +106,8 @@ class IndexConfig:
             check_positive(self.extra_level_size, "config.extra_level_size")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"config.seed must be an integer, got {self.seed!r}")
-        if sorted(self.order) != sorted(SOURCES):
+        if not isinstance(self.order, (list, tuple)) or len(self.order) != len(SOURCES) \
+                or set(self.order) != set(SOURCES):
             raise ValueError(f"config.order must name each of {list(SOURCES)} once, got {list(self.order)}")
 
     def to_dict(self) -> dict:
@@ -113,7 +115,7 @@ class IndexConfig:
         saved, and pipeline steps keyed, before the option existed keep reading as the same."""
         values = asdict(self)
         values["order"] = list(self.order)
-        if self.order == SOURCES:
+        if tuple(self.order) == SOURCES:
             del values["order"]
         return values
 
@@ -371,6 +373,10 @@ class DualSourceIndex:
         tensors = load_file(path)
         quantizers = {}
         config = IndexConfig.from_dict(meta["config"])
+        try:
+            config.validate()
+        except ValueError as error:
+            raise ValueError(f"{directory}/{META_FILE}: {error}") from None
         # Index order is config.order; the JSON object's key order is not (keys are sorted).
         for name in (name for name in config.order if name in meta["quantizers"]):
             prefix = name + "/"

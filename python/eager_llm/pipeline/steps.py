@@ -30,6 +30,7 @@ from ..model.backbones import pretrained, smollm2, tiny_llama, word_tokenizer
 from ..report import final_loss
 from ..tasks import evaluation_prompt_ids, fixed_texts, pad_token_id, training_samples
 from ..train import recall_validation, train_stage
+from ..train.checkpoint import remove_checkpoint
 from .config import ConfigError
 from .rundir import RunDir, key_of
 
@@ -213,8 +214,8 @@ def _write_training(folder: str, result, eager: EagerLLM) -> dict:
     atomic_write_json(os.path.join(folder, "history.json"), result.history)
     atomic_write_json(os.path.join(folder, "summary.json"), summary)
     # The saved recommender holds the weights; the resumable checkpoint is no longer needed.
-    for leftover in ("checkpoint", "best"):
-        shutil.rmtree(os.path.join(folder, leftover), ignore_errors=True)
+    remove_checkpoint(os.path.join(folder, "checkpoint"))
+    shutil.rmtree(os.path.join(folder, "best"), ignore_errors=True)
     return {"tokens_per_s": summary["tokens_per_s"], "final_loss": final_loss(result.history),
             "earlier_seconds": round(result.earlier_seconds, 2)}
 

@@ -42,11 +42,13 @@ def load_weights(path: str, model) -> None:
 
 def save_checkpoint(folder: str, model, optimizer, scheduler, progress: dict) -> None:
     """Writes the checkpoint into a temporary sibling, then swaps it in. A kill at any point
-    leaves either `folder` or `folder.old` complete (load_checkpoint reads whichever holds the
-    newer whole checkpoint), and the next save clears what the kill left behind."""
-    parent = os.path.dirname(os.path.abspath(folder))
+    leaves `folder` or, while the swap is under way, `folder.old` whole: load_checkpoint reads
+    `folder` when it is whole (it is the newer), else the fallback. A kill before the swap loses
+    only the checkpoint being written; the next save clears what any kill left behind."""
+    folder = os.path.abspath(folder)
+    parent = os.path.dirname(folder)
     os.makedirs(parent, exist_ok=True)
-    prefix = f".{os.path.basename(os.path.abspath(folder))}-partial-"
+    prefix = f".{os.path.basename(folder)}-partial-"
     _remove_partial_writes(parent, prefix)
     temporary = tempfile.mkdtemp(prefix=prefix, dir=parent)
     try:
@@ -59,21 +61,30 @@ def save_checkpoint(folder: str, model, optimizer, scheduler, progress: dict) ->
         old = folder + ".old"
         if _is_complete(folder):
             # The previous checkpoint becomes the fallback; a stale fallback is older still.
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
             os.replace(folder, old)
         else:
             # A kill between the two renames left only the fallback, or a partial folder.
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove(folder)
         os.replace(temporary, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 
+def remove_checkpoint(folder: str) -> None:
+    """Deletes a checkpoint written by save_checkpoint and its fallback, so that a kill midway
+    never leaves one that looks whole."""
+    folder = os.path.abspath(folder)
+    _remove(folder + ".old")
+    _remove(folder)
+
+
 def load_checkpoint(folder: str, model, optimizer, scheduler) -> dict | None:
     """Restores a checkpoint written by save_checkpoint; returns its progress, or None if there
     is none. The training state is read with weights_only=True: no arbitrary unpickling."""
+    folder = os.path.abspath(folder)
     if not _is_complete(folder):
         if not _is_complete(folder + ".old"):
             return None
@@ -91,6 +102,13 @@ def load_checkpoint(folder: str, model, optimizer, scheduler) -> dict | None:
 def _is_complete(folder: str) -> bool:
     # progress.json is written last, so its presence means the rest is whole.
     return os.path.exists(os.path.join(folder, META))
+
+
+def _remove(folder: str) -> None:
+    # progress.json goes first: a folder is whole exactly while it holds one.
+    if os.path.exists(os.path.join(folder, META)):
+        os.remove(os.path.join(folder, META))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _remove_partial_writes(parent: str, prefix: str) -> None:
