@@ -18,11 +18,16 @@ def _training_objects(seed):
     return model, optimizer, scheduler
 
 
-def _save(folder, step):
-    model, optimizer, scheduler = _training_objects(seed=step)
+def _after_one_step(seed):
+    model, optimizer, scheduler = _training_objects(seed)
     model(torch.ones(2, 4)).square().sum().backward()
     optimizer.step()
     scheduler.step()
+    return model, optimizer, scheduler
+
+
+def _save(folder, step):
+    model, optimizer, scheduler = _after_one_step(seed=step)
     save_checkpoint(str(folder), model, optimizer, scheduler, {"global_step": step})
     return model.weight.detach().clone()
 
@@ -34,10 +39,7 @@ def _load(folder):
 
 
 def test_round_trip_restores_weights_optimizer_scheduler_and_rng(tmp_path):
-    model, optimizer, scheduler = _training_objects(seed=3)
-    model(torch.ones(2, 4)).square().sum().backward()
-    optimizer.step()
-    scheduler.step()
+    model, optimizer, scheduler = _after_one_step(seed=3)
     save_checkpoint(str(tmp_path / "checkpoint") + "/", model, optimizer, scheduler, {"global_step": 1})
     expected_draw = torch.rand(3)
     restored = _training_objects(seed=99)

@@ -114,9 +114,10 @@ class IndexConfig:
         """The fields as plain values. ``order`` is left out at its default, so that indices
         saved, and pipeline steps keyed, before the option existed keep reading as the same."""
         values = asdict(self)
-        values["order"] = list(self.order)
         if tuple(self.order) == SOURCES:
             del values["order"]
+        else:
+            values["order"] = list(self.order)
         return values
 
     @classmethod
