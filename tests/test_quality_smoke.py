@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,22 +13,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "..", "shared", "data")
 
 
+def run_quality(*args: str) -> subprocess.CompletedProcess:
+    script = os.path.join(ROOT, "benchmarks", "quality", "run_quality.py")
+    return subprocess.run([sys.executable, script, "--dataset", "beauty", "--smoke", "--data-root", DATA, *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def read_results(out) -> dict:
+    with open(out / "beauty" / "results.json", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 @pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "amazon-beauty-2014-5core")), reason="no ../shared/data")
 def test_quality_benchmark_smoke_on_beauty(tmp_path):
-    script = os.path.join(ROOT, "benchmarks", "quality", "run_quality.py")
-    result = subprocess.run([sys.executable, script, "--dataset", "beauty", "--smoke", "--seeds", "0",
-                             "--variants", "full", "no_gct", "--data-root", DATA, "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=900)
+    result = run_quality("--seeds", "0", "--variants", "full", "no_gct", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    with open(tmp_path / "beauty" / "results.json", encoding="utf-8") as handle:
-        results = json.load(handle)
+    results = read_results(tmp_path)
     rows = results["rows"]
     assert {"popularity (same benchmark)", "SASRec (same benchmark)", "ablation: no stage 2", "ablation: no GCT"} <= set(rows)
-    for metrics in rows.values():
-        assert 0.0 <= metrics[0]["recall@10"] <= 1.0
-    full = results["runs"][0]["full"]["record"]
+    for row in rows.values():
+        assert row["seeds"] == [0] and 0.0 <= row["metrics"][0]["recall@10"] <= 1.0
+    full = results["runs"]["0"]["full"]["record"]
     assert full["seed"] == 0 and len(full["data_fingerprint"]) == 16
     assert full["config"]["data"]["max_users"] == 100 and "torch" in full["versions"]
-    no_gct = results["runs"][0]["no_gct"]["record"]
+    no_gct = results["runs"]["0"]["no_gct"]["record"]
     assert no_gct["steps"]["embed"]["reused"] and not no_gct["steps"]["stage1"]["reused"]
     assert "EAGER-LLM (published, LLaMA-7B scale)" in (tmp_path / "beauty" / "results.md").read_text()
+
+    # --collect tabulates only finished runs that are current for their variant's settings: an
+    # ablation folder copied from the full run but not rerun yet holds the full run's results.
+    shutil.copytree(tmp_path / "beauty" / "seed0" / "full", tmp_path / "beauty" / "seed0" / "behavior_first")
+    collected = run_quality("--collect", "--seeds", "0", "1", "--out", str(tmp_path))
+    assert collected.returncode == 0, collected.stderr[-3000:]
+    again = read_results(tmp_path)
+    assert again["rows"] == rows and set(again["runs"]) == {"0"} and set(again["runs"]["0"]) == {"full", "no_gct"}
+    assert run_quality("--collect", "--seeds", "1", "--out", str(tmp_path)).returncode != 0  # nothing to tabulate

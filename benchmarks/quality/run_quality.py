@@ -3,13 +3,16 @@
     python benchmarks/quality/run_quality.py --dataset beauty [--seeds 0 1 2] [--variants ...]
     python benchmarks/quality/run_quality.py --dataset sports
     python benchmarks/quality/run_quality.py --dataset beauty --smoke   # 100 users, 1 epoch (CI)
+    python benchmarks/quality/run_quality.py --dataset beauty --collect # tabulate finished runs only
 
 Each seed runs the pinned config (``beauty.yaml`` / ``sports.yaml`` beside this file) through
 the pipeline into ``OUT/DATASET/seedS/full``; every ablation copies that run folder and changes
 its settings, so only the steps whose inputs change are recomputed (the step keys decide).
 Writes ``OUT/DATASET/results.json`` and ``results.md``: Recall@5/10 and NDCG@5/10, mean and
-standard deviation over seeds, the published rows beside them, and per run the resolved config,
-seed, data fingerprint, package versions and wall time (also in each run folder).
+standard deviation over the seeds of each row, the published rows beside them, and per run the
+resolved config, seed, data fingerprint, package versions and wall time (also in each run
+folder). ``--collect`` runs nothing and tabulates every finished run that is current for the
+pinned configs, so the table can grow run by run over several sessions.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from common import markdown_table  # noqa: E402
 from eager_llm.io import atomic_write_json, atomic_write_text  # noqa: E402
-from eager_llm.pipeline import RunDir, resolve_values, steps  # noqa: E402
+from eager_llm.pipeline import ConfigError, RunDir, resolve_values, steps  # noqa: E402
 from eager_llm.pipeline.config import PRESETS, merge, read_config_file  # noqa: E402
 
 DATA_FOLDERS = {"beauty": "amazon-beauty-2014-5core", "sports": "amazon-sports-2014-5core"}
@@ -65,14 +68,44 @@ SMOKE = {"data": {"max_users": 100}, "embed": {"behavior": {"max_epochs": 2}, "t
          "stage1": {"epochs": 1}, "stage2": {"epochs": 1}, "evaluate": {"validation_users": 0}}
 
 
-def run_pipeline(folder: str, values: dict, log) -> tuple[dict, dict]:
-    """Runs every step (reusing what the folder already holds for the same inputs); returns the
-    test metrics rows and the run record."""
-    run = RunDir.create(folder, resolve_values(values), "benchmarks/quality/run_quality.py", None, log=log)
-    steps.run_steps(run, ("prepare", "embed", "index", "train", "evaluate"), progress=False)
+FINAL = "EAGER-LLM stage 1 + 2"
+
+
+def _run_result(run: RunDir) -> dict:
+    """The test metrics rows, the run record (with its resolved config) and the compute time of a
+    run whose evaluation is current. A run's compute time is the sum of its steps' times as each
+    was computed (the record keeps them), so it is what the run costs from scratch, also when
+    this call reused steps."""
     with open(run.file("evaluate", "metrics.json"), encoding="utf-8") as handle:
         rows = json.load(handle)["rows"]
-    return rows, {**run.record(), "config": run.config.to_dict()}
+    record = {**run.record(), "config": run.config.to_dict()}
+    seconds = sum(step.get("seconds", 0.0) for step in record["steps"].values())
+    return {"rows": rows, "record": record, "seconds": round(seconds, 1)}
+
+
+def run_pipeline(folder: str, values: dict, log) -> dict:
+    """Runs every step (reusing what the folder already holds for the same inputs)."""
+    run = RunDir.create(folder, resolve_values(values), "benchmarks/quality/run_quality.py", None, log=log)
+    steps.run_steps(run, ("prepare", "embed", "index", "train", "evaluate"), progress=False)
+    return _run_result(run)
+
+
+def finished_run(folder: str, values: dict) -> dict | None:
+    """The result of ``folder`` when its evaluation is current for ``values``; None when it has
+    not been evaluated or was computed from other settings (an earlier config, or a copy of the
+    full run that the ablation has not rerun yet). The data folder may be named by another path:
+    the step keys after prepare hold the data's fingerprint."""
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        return None
+    with open(config_path, encoding="utf-8") as handle:
+        source = json.load(handle)["data"]["source"]
+    run = RunDir(folder, resolve_values(merge(values, {"data": {"source": source}})))
+    try:
+        steps.require_current(run, "evaluate")
+    except ConfigError:
+        return None
+    return _run_result(run)
 
 
 def variant_values(dataset: str, variant: str, seed: int, data_root: str, smoke: bool) -> dict:
@@ -85,37 +118,47 @@ def variant_values(dataset: str, variant: str, seed: int, data_root: str, smoke:
 
 
 def run_seed(args, seed: int, log) -> dict:
-    """{variant: {"rows": metrics rows, "record": run record, "seconds": compute time}} for one seed.
-
-    A run's compute time is the sum of its steps' times as each was computed (the run record
-    keeps them), so it is what the run costs from scratch, also when this call reused steps."""
+    """{variant: result} for one seed (see ``_run_result``), running what is not yet current."""
     base = os.path.join(args.out, args.dataset, f"seed{seed}")
     results = {}
     for variant in args.variants:
         folder = os.path.join(base, variant)
         if variant in ABLATIONS and not os.path.exists(folder) and os.path.exists(os.path.join(base, "full")):
             shutil.copytree(os.path.join(base, "full"), folder)  # reuse data, embeddings, index where unchanged
-        rows, record = run_pipeline(folder, variant_values(args.dataset, variant, seed, args.data_root, args.smoke), log)
-        seconds = sum(step.get("seconds", 0.0) for step in record["steps"].values())
-        results[variant] = {"rows": rows, "record": record, "seconds": round(seconds, 1)}
-        log(f"seed {seed} {variant}: Recall@10 {rows['EAGER-LLM stage 1 + 2']['recall@10']:.4f}")
+        results[variant] = run_pipeline(folder, variant_values(args.dataset, variant, seed, args.data_root, args.smoke), log)
+        log(f"seed {seed} {variant}: Recall@10 {results[variant]['rows'][FINAL]['recall@10']:.4f}")
     return results
 
 
-def summary_rows(per_seed: list[dict]) -> list[tuple[str, list[dict]]]:
-    """(label, one metrics dict per seed) for every row of the table."""
+def collect_seed(args, seed: int) -> dict:
+    """{variant: result} of the runs of one seed that are finished and current; runs nothing."""
+    base = os.path.join(args.out, args.dataset, f"seed{seed}")
+    results = {}
+    for variant in args.variants:
+        values = variant_values(args.dataset, variant, seed, args.data_root, args.smoke)
+        result = finished_run(os.path.join(base, variant), values)
+        if result is not None:
+            results[variant] = result
+    return results
+
+
+def summary_rows(per_seed: dict[int, dict]) -> list[tuple[str, list[int], list[dict]]]:
+    """(label, seeds, one metrics dict per seed) for every row of the table; each row averages
+    the seeds that have its run."""
+    def row(label: str, variant: str, name: str) -> tuple[str, list[int], list[dict]]:
+        seeds = [seed for seed, runs in per_seed.items() if variant in runs]
+        return label, seeds, [per_seed[seed][variant]["rows"][name] for seed in seeds]
+
+    def measured(variant: str) -> bool:
+        return any(variant in runs for runs in per_seed.values())
+
     rows = []
-    if per_seed and "full" in per_seed[0]:
-        for name in ("popularity", "SASRec"):
-            rows.append((f"{name} (same benchmark)", [seed["full"]["rows"][name] for seed in per_seed]))
-        rows.append((LABELS["full"], [seed["full"]["rows"]["EAGER-LLM stage 1 + 2"] for seed in per_seed]))
-        rows.append((LABELS["no_stage2"], [seed["full"]["rows"]["EAGER-LLM stage 1"] for seed in per_seed]))
-    for variant in VARIANTS[1:]:
-        if per_seed and variant in per_seed[0]:
-            rows.append((LABELS[variant], [seed[variant]["rows"]["EAGER-LLM stage 1 + 2"] for seed in per_seed]))
-    if per_seed and "smollm2" in per_seed[0]:  # its subsample has its own baselines
-        for name in ("popularity", "SASRec"):
-            rows.append((f"{name} on the SmolLM2 subsample", [seed["smollm2"]["rows"][name] for seed in per_seed]))
+    if measured("full"):
+        rows += [row(f"{name} (same benchmark)", "full", name) for name in ("popularity", "SASRec")]
+        rows += [row(LABELS["full"], "full", FINAL), row(LABELS["no_stage2"], "full", "EAGER-LLM stage 1")]
+    rows += [row(LABELS[variant], variant, FINAL) for variant in VARIANTS[1:] if measured(variant)]
+    if measured("smollm2"):  # its subsample has its own baselines
+        rows += [row(f"{name} on the SmolLM2 subsample", "smollm2", name) for name in ("popularity", "SASRec")]
     return rows
 
 
@@ -126,30 +169,40 @@ def cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def write_results(args, per_seed: list[dict]) -> str:
+def write_results(args, per_seed: dict[int, dict]) -> str:
     folder = os.path.join(args.out, args.dataset)
-    rows = [[label, *(cell([m[metric] for m in metrics]) for metric in METRICS)] for label, metrics in summary_rows(per_seed)]
-    rows += [[f"{name} (published{', LLaMA-7B scale' if name == 'EAGER-LLM' else ''})", *(f"{v:.4f}" for v in values)]
-             for name, values in PUBLISHED[args.dataset].items()]
-    hours = {variant: [seed[variant]["seconds"] / 3600 for seed in per_seed] for variant in per_seed[0]}
+    summary = summary_rows(per_seed)
+    rows = [[label, " ".join(map(str, seeds)), *(cell([m[metric] for m in metrics]) for metric in METRICS)]
+            for label, seeds, metrics in summary]
+    rows += [[f"{name} (published{', LLaMA-7B scale' if name == 'EAGER-LLM' else ''})", "",
+              *(f"{v:.4f}" for v in values)] for name, values in PUBLISHED[args.dataset].items()]
+    hours: dict[str, list[float]] = {}
+    for runs in per_seed.values():
+        for variant, result in runs.items():
+            hours.setdefault(variant, []).append(result["seconds"] / 3600)
     hardware = (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
                 f"threads{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ', no GPU'}")
     budget = ", ".join(f"{variant} {statistics.mean(h):.2f} h" for variant, h in hours.items())
     seeds = list(args.seeds)
     text = "\n".join([
         f"`python benchmarks/quality/run_quality.py --dataset {args.dataset} --seeds {' '.join(map(str, seeds))} "
-        f"--variants {' '.join(args.variants)}{' --smoke' if args.smoke else ''}` — test split, full ranking, "
-        + (f"mean ± standard deviation over seeds {seeds}." if len(seeds) > 1 else f"one seed ({seeds[0]}), so no spread."),
-        f"Hardware: {hardware}. Compute time per run (sum of its steps): {budget}.",
-        "", markdown_table(["", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10"], rows), ""])
+        f"--variants {' '.join(args.variants)}{' --smoke' if args.smoke else ''}{' --collect' if args.collect else ''}`"
+        " — test split, full ranking; each row is the mean ± standard deviation over the seeds it lists "
+        "(one seed's value alone has no spread).",
+        f"Hardware: {hardware}. Compute time per run (sum of its steps, mean over seeds): {budget}.",
+        "", markdown_table(["", "seeds", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10"], rows), ""])
     atomic_write_json(os.path.join(folder, "results.json"), {
         "dataset": args.dataset, "seeds": seeds, "smoke": args.smoke, "hardware": hardware,
-        "rows": {label: metrics for label, metrics in summary_rows(per_seed)},
+        "rows": {label: {"seeds": row_seeds, "metrics": metrics} for label, row_seeds, metrics in summary},
         "published": {name: dict(zip(METRICS, values)) for name, values in PUBLISHED[args.dataset].items()},
-        "runs": [{variant: {"seconds": r["seconds"], "record": r["record"]} for variant, r in seed.items()}
-                 for seed in per_seed]})
+        "runs": {str(seed): {variant: {"seconds": r["seconds"], "record": r["record"]} for variant, r in runs.items()}
+                 for seed, runs in per_seed.items()}})
     atomic_write_text(os.path.join(folder, "results.md"), text)
     return text
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,19 +214,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default=os.path.join(HERE, "..", "..", "..", "shared", "data"))
     parser.add_argument("--out", default="runs/quality")
     parser.add_argument("--smoke", action="store_true", help="100 users, one epoch: checks the pipeline end to end")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: tabulate the finished runs of these seeds and variants that are current "
+                             "for the pinned configs (a results table that grows run by run)")
     args = parser.parse_args(argv)
     if args.variants is None:
         args.variants = [v for v in VARIANTS if v != "smollm2" or args.dataset == "beauty"]
     if "full" in args.variants:  # ablations copy the full run's folder
         args.variants = ["full"] + [v for v in args.variants if v != "full"]
-    folder = os.path.join(args.data_root, DATA_FOLDERS[args.dataset])
-    if not os.path.isdir(folder):
-        raise SystemExit(f"{folder}: dataset folder not found (pass --data-root)")
-
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    per_seed = [run_seed(args, seed, log) for seed in args.seeds]
+    if args.collect:
+        per_seed = {seed: runs for seed in args.seeds if (runs := collect_seed(args, seed))}
+        if not per_seed:
+            raise SystemExit(f"{os.path.join(args.out, args.dataset)}: no finished run is current for these seeds "
+                             "and variants")
+    else:
+        folder = os.path.join(args.data_root, DATA_FOLDERS[args.dataset])
+        if not os.path.isdir(folder):
+            raise SystemExit(f"{folder}: dataset folder not found (pass --data-root)")
+        per_seed = {seed: run_seed(args, seed, log) for seed in args.seeds}
     print(write_results(args, per_seed))
 
 
