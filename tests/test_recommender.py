@@ -1,10 +1,13 @@
 """The saved recommender reloads to identical recommendations; bad input is a clear error."""
 
+import os
+
 import pytest
 import torch
 
 from eager_llm.model import Recommender
 from eager_llm.train import LoraSettings, StageConfig, train_stage
+from test_io import mode_of, plain_file_mode, plain_folder_mode
 from train_fixture import problem
 
 
@@ -20,6 +23,10 @@ def test_save_load_round_trip_recommends_identically(tmp_path, lora):
     items, scores = recommender.recommend(histories, k=5, num_beams=8)
     assert items.shape == (3, 5) and bool(((items >= 1) & (items <= 60)).all())
     recommender.save_pretrained(tmp_path / "saved")
+    file_mode, folder_mode = plain_file_mode(tmp_path), plain_folder_mode(tmp_path)
+    for folder, _, files in os.walk(tmp_path / "saved"):  # readable like anything else the user makes
+        assert mode_of(folder) == folder_mode
+        assert {mode_of(os.path.join(folder, name)) for name in files} <= {file_mode}
     loaded = Recommender.from_pretrained(tmp_path / "saved")
     again, again_scores = loaded.recommend(histories, k=5, num_beams=8)
     assert torch.equal(items, again)

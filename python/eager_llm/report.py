@@ -7,9 +7,8 @@ import json
 import math
 import os
 import re
-import tempfile
 
-from .io import atomic_write_text
+from .io import atomic_path, atomic_write_text
 
 # The command that produces each step's files, quoted when a section is missing. A run can stop
 # at any step, so every section must cope with its inputs being absent.
@@ -89,16 +88,11 @@ class _Report:
 
     def figure(self, fig, filename: str, caption: str) -> None:
         """Saves `fig` atomically as `filename` and embeds it; the figure is always closed."""
-        path = os.path.join(self.folder, filename)
-        handle, temporary = tempfile.mkstemp(prefix=filename + ".", suffix=".tmp", dir=self.folder)
-        os.close(handle)
         try:
-            fig.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
-            os.replace(temporary, path)
+            with atomic_path(os.path.join(self.folder, filename)) as temporary:
+                fig.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
         finally:
             self.plt.close(fig)
-            if os.path.exists(temporary):
-                os.remove(temporary)
         self.add(f"![{caption}]({filename})")
 
 

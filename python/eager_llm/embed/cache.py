@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Callable
 
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import Tensor
+
+from ..io import save_tensors
 
 
 def _key_text(key: dict) -> str:
@@ -38,13 +39,5 @@ def cached_embeddings(cache_dir: str | None, kind: str, key: dict, compute: Call
         if stored == _key_text(key):
             return load_file(path)["embeddings"], True
     embeddings = compute().contiguous()
-    os.makedirs(cache_dir, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file({"embeddings": embeddings}, temporary, metadata={"key": _key_text(key)})
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    save_tensors(path, {"embeddings": embeddings}, metadata={"key": _key_text(key)})
     return embeddings, False

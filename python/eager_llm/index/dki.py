@@ -17,16 +17,15 @@ import hashlib
 import json
 import os
 import string
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 import eager_ext
 
-from ..io import atomic_write_json
+from ..io import atomic_write_json, save_tensors
 from ._checks import check_dim, check_matrix, check_positive, derive_seed
 from .collisions import (
     check_policy,
@@ -457,17 +456,5 @@ def _sha256(path: str) -> str:
 
 def _atomic_save_tensors(tensors: dict[str, Tensor], path: str) -> str:
     """Writes ``tensors`` to ``path`` through a temporary file and a rename; returns its sha256."""
-    handle, temporary = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                                         dir=os.path.dirname(os.path.abspath(path)))
-    os.close(handle)
-    try:
-        save_file({key: value.contiguous().cpu() for key, value in tensors.items()}, temporary)
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())  # durable before the rename makes it visible
-        digest = _sha256(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return digest
+    save_tensors(path, {key: value.contiguous().cpu() for key, value in tensors.items()})
+    return _sha256(path)

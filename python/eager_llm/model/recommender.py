@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import eager_ext
 
 from ..data import Sample
 from ..generate import constrained_beam_search, left_pad
 from ..index import DualSourceIndex
+from ..io import save_tensors, temporary_folder
 from ..tasks import evaluation_prompt_ids, pad_token_id
 from .eager import EagerConfig, EagerLLM
 
@@ -70,7 +70,7 @@ class Recommender:
         directory = os.fspath(directory)
         parent = os.path.dirname(os.path.abspath(directory))
         os.makedirs(parent, exist_ok=True)
-        temporary = tempfile.mkdtemp(prefix=".saving-", dir=parent)
+        temporary = temporary_folder(parent, ".saving-")
         try:
             self._write(temporary)
             if os.path.exists(directory):
@@ -92,12 +92,12 @@ class Recommender:
         self.tokenizer.save_pretrained(os.path.join(folder, "tokenizer"))
         base.config.save_pretrained(os.path.join(folder, "model"))
         # Tied weights share memory, which safetensors refuses: store each name's own copy.
-        save_file({name: value.detach().cpu().clone().contiguous() for name, value in lm.state_dict().items()},
-                  os.path.join(folder, "model", "weights.safetensors"))
+        save_tensors(os.path.join(folder, "model", "weights.safetensors"),
+                     {name: value.detach().cpu().clone().contiguous() for name, value in lm.state_dict().items()})
         gct = {f"projector/{name}": value.detach().cpu().contiguous()
                for name, value in self.eager.projectors.state_dict().items()}
         gct.update({f"table/{source}": self.eager.table(source).cpu() for source in self.eager.projectors})
-        save_file(gct, os.path.join(folder, "gct.safetensors"))
+        save_tensors(os.path.join(folder, "gct.safetensors"), gct)
         self.index.save(os.path.join(folder, "index"))
         self.trie.save(os.path.join(folder, "trie.bin"))
         with open(os.path.join(folder, "recommender.json"), "w") as out:

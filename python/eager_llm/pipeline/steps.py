@@ -17,14 +17,14 @@ import shutil
 import time
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..data import Dataset, Split, leave_one_out, load_dataset, read_preferences
 from ..embed import build_item_embeddings, popularity_metrics
 from ..evaluate import EvaluationConfig, evaluate
 from ..generate import constrained_beam_search, left_pad
 from ..index import DualSourceIndex
-from ..io import atomic_write_json
+from ..io import atomic_write_json, save_tensors
 from ..model import EagerLLM, Recommender, add_index_tokens
 from ..model.backbones import pretrained, smollm2, tiny_llama, word_tokenizer
 from ..report import final_loss
@@ -130,9 +130,8 @@ def embed(run: RunDir, progress: bool = True, force: bool = False) -> None:
     def compute(folder: str) -> dict:
         dataset, split = checked_data(run)
         embeddings = build_item_embeddings(dataset, split, config.behavior, config.text, progress=progress)
-        save_file({"semantic": embeddings.semantic.contiguous(), "behavior": embeddings.behavior.contiguous()},
-                  os.path.join(folder, "embeddings.safetensors.tmp"))
-        os.replace(os.path.join(folder, "embeddings.safetensors.tmp"), os.path.join(folder, "embeddings.safetensors"))
+        save_tensors(os.path.join(folder, "embeddings.safetensors"),
+                     {"semantic": embeddings.semantic.contiguous(), "behavior": embeddings.behavior.contiguous()})
         result = embeddings.behavior_result
         atomic_write_json(os.path.join(folder, "behavior.json"), {
             "model": config.behavior.model, "valid_metrics": result.valid_metrics, "test_metrics": result.test_metrics,

@@ -7,10 +7,11 @@ import json
 import os
 import random
 import shutil
-import tempfile
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from ..io import save_tensors, temporary_folder
 
 STATE = "training_state.pt"
 WEIGHTS = "trainable.safetensors"
@@ -23,9 +24,7 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_weights(path: str, model) -> None:
     """The trainable parameters as safetensors, atomically."""
-    temporary = path + ".tmp"
-    save_file(trainable_state(model), temporary)
-    os.replace(temporary, path)
+    save_tensors(path, trainable_state(model))
 
 
 def load_weights(path: str, model) -> None:
@@ -50,7 +49,7 @@ def save_checkpoint(folder: str, model, optimizer, scheduler, progress: dict) ->
     os.makedirs(parent, exist_ok=True)
     prefix = f".{os.path.basename(folder)}-partial-"
     _remove_partial_writes(parent, prefix)
-    temporary = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    temporary = temporary_folder(parent, prefix)
     try:
         save_weights(os.path.join(temporary, WEIGHTS), model)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -1,0 +1,52 @@
+"""Atomic writes: the result appears whole or not at all, and with the permissions a plain
+open() / os.mkdir() gives (the reference: a file and a folder made that way beside it)."""
+
+import os
+import stat
+
+import pytest
+
+from eager_llm.io import atomic_path, atomic_write_json, atomic_write_text, temporary_folder
+from eager_llm.train.checkpoint import save_checkpoint
+from test_checkpoint import _training_objects
+
+
+def mode_of(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def plain_file_mode(folder) -> int:
+    with open(folder / "plain.txt", "w"):
+        pass
+    return mode_of(folder / "plain.txt")
+
+
+def plain_folder_mode(folder) -> int:
+    os.mkdir(folder / "plain")
+    return mode_of(folder / "plain")
+
+
+def test_written_files_get_plain_file_permissions(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "text")
+    atomic_write_json(tmp_path / "b.json", {"x": 1})
+    assert (tmp_path / "a.txt").read_text() == "text"
+    assert mode_of(tmp_path / "a.txt") == mode_of(tmp_path / "b.json") == plain_file_mode(tmp_path)
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        with open(temporary, "w") as out:
+            out.write("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_folders_get_plain_folder_permissions(tmp_path):
+    expected = plain_folder_mode(tmp_path)
+    assert mode_of(temporary_folder(str(tmp_path), ".x-")) == expected
+    model, optimizer, scheduler = _training_objects(0)
+    save_checkpoint(str(tmp_path / "checkpoint"), model, optimizer, scheduler, {"step": 1})
+    assert mode_of(tmp_path / "checkpoint") == expected
+    assert mode_of(tmp_path / "checkpoint" / "trainable.safetensors") == plain_file_mode(tmp_path)
