@@ -12,7 +12,7 @@ from train_fixture import problem
 
 
 @pytest.mark.parametrize("lora", [False, True])
-def test_save_load_round_trip_recommends_identically(tmp_path, lora):
+def test_save_load_round_trip_recommends_identically(tmp_path, lora, recwarn):
     torch.manual_seed(0)
     eager, tokenizer, samples, index, first = problem(with_index=True)
     config = StageConfig(epochs=1, lr=3e-3, batch_size=16, max_length=128, checkpoint_every=100,
@@ -28,6 +28,9 @@ def test_save_load_round_trip_recommends_identically(tmp_path, lora):
         assert mode_of(folder) == folder_mode
         assert {mode_of(os.path.join(folder, name)) for name in files} <= {file_mode}
     loaded = Recommender.from_pretrained(tmp_path / "saved")
+    loaded.save_pretrained(tmp_path / "saved again")  # as stage 2 saves what it loaded from stage 1
+    Recommender.from_pretrained(tmp_path / "saved again")
+    assert not [w for w in recwarn if "base_model_name_or_path" in str(w.message)]  # peft's stale-path warning
     again, again_scores = loaded.recommend(histories, k=5, num_beams=8)
     assert torch.equal(items, again)
     assert torch.equal(scores, again_scores)

@@ -123,7 +123,9 @@ class Recommender:
         if meta["lora"] is not None:
             from peft import LoraConfig, get_peft_model
 
-            settings = {k: v for k, v in meta["lora"].items() if k in LoraConfig.__dataclass_fields__}
+            # The base model is this folder's, not the path the adapter was trained from.
+            settings = {k: v for k, v in meta["lora"].items()
+                        if k in LoraConfig.__dataclass_fields__ and k != "base_model_name_or_path"}
             model = get_peft_model(model, LoraConfig(**settings))
         model.load_state_dict(load_file(os.path.join(directory, "model", "weights.safetensors")))
         gct = load_file(os.path.join(directory, "gct.safetensors"))
