@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -9,3 +11,12 @@ requires_cuda = pytest.mark.skipif(
 )
 
 FLOAT_DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.fixture
+def umask_022():
+    """The common umask for the test, so that a private (0600/0700) result can never pass for
+    the mode a plain open() or mkdir() gives."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)

@@ -10,6 +10,8 @@ from eager_llm.io import atomic_path, atomic_write_json, atomic_write_text, temp
 from eager_llm.train.checkpoint import save_checkpoint
 from test_checkpoint import _training_objects
 
+pytestmark = pytest.mark.usefixtures("umask_022")
+
 
 def mode_of(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
@@ -30,7 +32,17 @@ def test_written_files_get_plain_file_permissions(tmp_path):
     atomic_write_text(tmp_path / "a.txt", "text")
     atomic_write_json(tmp_path / "b.json", {"x": 1})
     assert (tmp_path / "a.txt").read_text() == "text"
-    assert mode_of(tmp_path / "a.txt") == mode_of(tmp_path / "b.json") == plain_file_mode(tmp_path)
+    assert mode_of(tmp_path / "a.txt") == mode_of(tmp_path / "b.json") == plain_file_mode(tmp_path) == 0o644
+
+
+def test_the_umask_in_force_at_the_write_applies(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "text")
+        folder = temporary_folder(str(tmp_path), ".x-")
+    finally:
+        os.umask(previous)
+    assert mode_of(tmp_path / "a.txt") == 0o640 and mode_of(folder) == 0o750
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -45,6 +57,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_folders_get_plain_folder_permissions(tmp_path):
     expected = plain_folder_mode(tmp_path)
+    assert expected == 0o755
     assert mode_of(temporary_folder(str(tmp_path), ".x-")) == expected
     model, optimizer, scheduler = _training_objects(0)
     save_checkpoint(str(tmp_path / "checkpoint"), model, optimizer, scheduler, {"step": 1})

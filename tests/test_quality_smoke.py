@@ -47,4 +47,6 @@ def test_quality_benchmark_smoke_on_beauty(tmp_path):
     assert collected.returncode == 0, collected.stderr[-3000:]
     again = read_results(tmp_path)
     assert again["rows"] == rows and set(again["runs"]) == {"0"} and set(again["runs"]["0"]) == {"full", "no_gct"}
-    assert run_quality("--collect", "--seeds", "1", "--out", str(tmp_path)).returncode != 0  # nothing to tabulate
+    nothing = run_quality("--collect", "--seeds", "1", "--out", str(tmp_path))
+    assert nothing.returncode != 0 and "no finished run is current" in nothing.stderr
+    assert read_results(tmp_path) == again

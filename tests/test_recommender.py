@@ -12,7 +12,7 @@ from train_fixture import problem
 
 
 @pytest.mark.parametrize("lora", [False, True])
-def test_save_load_round_trip_recommends_identically(tmp_path, lora, recwarn):
+def test_save_load_round_trip_recommends_identically(tmp_path, lora, recwarn, umask_022):
     torch.manual_seed(0)
     eager, tokenizer, samples, index, first = problem(with_index=True)
     config = StageConfig(epochs=1, lr=3e-3, batch_size=16, max_length=128, checkpoint_every=100,

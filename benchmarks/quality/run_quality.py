@@ -93,13 +93,16 @@ def run_pipeline(folder: str, values: dict, log) -> dict:
 def finished_run(folder: str, values: dict) -> dict | None:
     """The result of ``folder`` when its evaluation is current for ``values``; None when it has
     not been evaluated or was computed from other settings (an earlier config, or a copy of the
-    full run that the ablation has not rerun yet). The data folder may be named by another path:
-    the step keys after prepare hold the data's fingerprint."""
-    config_path = os.path.join(folder, "config.json")
-    if not os.path.isfile(config_path):
+    full run that the ablation has not rerun yet). The data folder may have been named by
+    another path, as long as it is the same dataset folder: the step keys after prepare hold
+    the data's fingerprint."""
+    prepared = os.path.join(folder, "prepare", "data.json")
+    if not os.path.isfile(prepared):
         return None
-    with open(config_path, encoding="utf-8") as handle:
-        source = json.load(handle)["data"]["source"]
+    with open(prepared, encoding="utf-8") as handle:
+        source = json.load(handle)["source"]
+    if os.path.basename(os.path.normpath(source)) != os.path.basename(os.path.normpath(values["data"]["source"])):
+        return None
     run = RunDir(folder, resolve_values(merge(values, {"data": {"source": source}})))
     try:
         steps.require_current(run, "evaluate")
@@ -183,13 +186,14 @@ def write_results(args, per_seed: dict[int, dict]) -> str:
     hardware = (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
                 f"threads{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ', no GPU'}")
     budget = ", ".join(f"{variant} {statistics.mean(h):.2f} h" for variant, h in hours.items())
-    seeds = list(args.seeds)
+    seeds = sorted(per_seed)
     text = "\n".join([
         f"`python benchmarks/quality/run_quality.py --dataset {args.dataset} --seeds {' '.join(map(str, seeds))} "
         f"--variants {' '.join(args.variants)}{' --smoke' if args.smoke else ''}{' --collect' if args.collect else ''}`"
         " — test split, full ranking; each row is the mean ± standard deviation over the seeds it lists "
         "(one seed's value alone has no spread).",
-        f"Hardware: {hardware}. Compute time per run (sum of its steps, mean over seeds): {budget}.",
+        f"{'Tabulated on' if args.collect else 'Hardware'}: {hardware}. Compute time per run (sum of its steps, "
+        f"mean over seeds{', as measured where each ran' if args.collect else ''}): {budget}.",
         "", markdown_table(["", "seeds", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10"], rows), ""])
     atomic_write_json(os.path.join(folder, "results.json"), {
         "dataset": args.dataset, "seeds": seeds, "smoke": args.smoke, "hardware": hardware,

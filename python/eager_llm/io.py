@@ -1,33 +1,39 @@
-"""Atomic file writes: a reader never sees a half-written file, even after a crash or a full
-disk; the temporary file is removed on failure. What is written gets the permissions a plain
-``open()`` or ``os.mkdir()`` would give it: ``mkstemp`` and ``mkdtemp`` make their files private
-(0600, 0700) and the rename would carry that onto a results file or a saved model."""
+"""Atomic file writes: a reader never sees a half-written file (a crash or a full disk leaves
+the old file or none); the temporary file is removed on failure. What is written gets the
+permissions a plain ``open()`` or ``os.mkdir()`` would give it: ``mkstemp`` and ``mkdtemp``
+make their files private (0600, 0700), and so does safetensors' ``save_file``; the rename
+would carry that onto a results file or a saved model."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
 import tempfile
 from typing import Iterable, Iterator
 
 
-def _current_umask() -> int:
-    # Read once at import (single-threaded then): os.umask can only be read by setting it.
+def _umask() -> int:
+    """The process's umask now, read from /proc where it can be (os.umask can only be read by
+    setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-_UMASK = _current_umask()
-FILE_MODE = 0o666 & ~_UMASK
-FOLDER_MODE = 0o777 & ~_UMASK
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yields a temporary file name next to ``path`` to write to; when the block succeeds the
-    file is synced to disk and renamed onto ``path``, when it raises the file is removed."""
+    """Yields the name of a new empty file next to ``path`` for the block to write (or replace);
+    when the block succeeds the file is synced to disk, given the mode a new file gets, and
+    renamed onto ``path``; when it raises the file is removed."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -35,9 +41,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.close(handle)
     try:
         yield temporary
-        os.chmod(temporary, FILE_MODE)  # after the writer: safetensors' save_file makes its file 0600
-        with open(temporary, "rb+") as written:
+        with open(temporary, "rb") as written:
             os.fsync(written.fileno())  # durable before the rename makes it visible
+        os.chmod(temporary, 0o666 & ~_umask())  # after the writer, which may have made its own file
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -45,10 +51,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 
 def temporary_folder(parent: str, prefix: str) -> str:
-    """A new empty folder in ``parent`` to fill and then rename into place."""
-    folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
-    os.chmod(folder, FOLDER_MODE)
-    return folder
+    """A new empty folder in ``parent`` to fill and then rename into place. Made by os.mkdir, so
+    the umask and a setgid parent apply to it as to any folder the user makes."""
+    while True:
+        folder = os.path.join(parent, prefix + secrets.token_hex(6))
+        try:
+            os.mkdir(folder)
+            return folder
+        except FileExistsError:
+            continue
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
