@@ -82,10 +82,6 @@ def smollm2(cache_dir: str = SMOLLM2_CACHE):
             plain.save_pretrained(temporary)
             tokenizer.save_pretrained(temporary)
             os.replace(temporary, cache_dir)
-        except OSError:
-            shutil.rmtree(temporary, ignore_errors=True)
-            if not os.path.exists(os.path.join(cache_dir, "config.json")):
-                raise  # else another process filled the cache first: use its copy
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise
