@@ -25,7 +25,7 @@ def read_results(out) -> dict:
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "amazon-beauty-2014-5core")), reason="no ../shared/data")
-def test_quality_benchmark_smoke_on_beauty(tmp_path):
+def test_quality_benchmark_smoke_on_beauty(tmp_path, capsys):
     result = run_quality("--seeds", "0", "--variants", "full", "no_gct", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     results = read_results(tmp_path)
@@ -50,3 +50,38 @@ def test_quality_benchmark_smoke_on_beauty(tmp_path):
     nothing = run_quality("--collect", "--seeds", "1", "--out", str(tmp_path))
     assert nothing.returncode != 0 and "no finished run is current" in nothing.stderr
     assert read_results(tmp_path) == again
+
+    check_merge(tmp_path, again, capsys)
+
+
+def check_merge(tmp_path, results: dict, capsys) -> None:
+    """--merge rebuilds the table from a results file alone (the run folders gone) and leaves out,
+    saying why, a stored run whose config or data is not the pinned one's."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks", "quality"))
+    import run_quality as script
+
+    stale = json.loads(json.dumps(results))
+    stale["runs"]["0"]["no_gct"]["record"]["config"]["stage1"]["lr"] *= 2
+    stale["runs"]["0"]["full"]["record"]["data_fingerprint"] = "0" * 16
+    files = {"current": results, "stale": stale,
+             "old": {**results, "runs": {"0": {"full": {"record": results["runs"]["0"]["full"]["record"]}}}}}
+    for name, content in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(content))
+
+    def merge(name: str, out: str) -> dict:
+        script.main(["--dataset", "beauty", "--smoke", "--data-root", DATA, "--seeds", "0", "--variants", "full",
+                     "no_gct", "--collect", "--out", str(tmp_path / out), "--merge", str(tmp_path / f"{name}.json")])
+        return read_results(tmp_path / out)
+
+    merged = merge("current", "empty")
+    assert merged["rows"] == results["rows"] and merged["runs"] == results["runs"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="no finished run is current"):
+        merge("stale", "empty-too")
+    said = capsys.readouterr().err
+    assert "seed 0 no_gct left out: its config differs from the pinned one in stage1.lr" in said
+    assert "seed 0 full left out: its data fingerprint 0000000000000000 is not the data's" in said
+    with pytest.raises(SystemExit, match="lack their metrics rows"):
+        merge("old", "empty-too")
+    # The run folders of --out take precedence over a stale file's runs of the same seed.
+    assert merge("stale", ".")["rows"] == results["rows"]

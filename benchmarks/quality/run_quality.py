@@ -4,6 +4,8 @@
     python benchmarks/quality/run_quality.py --dataset sports
     python benchmarks/quality/run_quality.py --dataset beauty --smoke   # 100 users, 1 epoch (CI)
     python benchmarks/quality/run_quality.py --dataset beauty --collect # tabulate finished runs only
+    python benchmarks/quality/run_quality.py --dataset beauty --seeds 2 \
+        --merge benchmarks/quality/results/beauty.json                  # run seed 2, add earlier seeds
 
 Each seed runs the pinned config (``beauty.yaml`` / ``sports.yaml`` beside this file) through
 the pipeline into ``OUT/DATASET/seedS/full``; every ablation copies that run folder and changes
@@ -12,12 +14,15 @@ Writes ``OUT/DATASET/results.json`` and ``results.md``: Recall@5/10 and NDCG@5/1
 standard deviation over the seeds of each row, the published rows beside them, and per run the
 resolved config, seed, data fingerprint, package versions and wall time (also in each run
 folder). ``--collect`` runs nothing and tabulates every finished run that is current for the
-pinned configs, so the table can grow run by run over several sessions.
+pinned configs. ``--merge`` adds the runs of earlier results.json files that are current (same
+resolved config and data fingerprint), so the table can grow run by run over sessions and
+machines whose run folders are gone: the published results file is the record.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -32,7 +37,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from common import markdown_table  # noqa: E402
 from eager_llm.io import atomic_write_json, atomic_write_text  # noqa: E402
 from eager_llm.pipeline import ConfigError, RunDir, resolve_values, steps  # noqa: E402
-from eager_llm.pipeline.config import PRESETS, merge, read_config_file  # noqa: E402
+from eager_llm.pipeline.config import PRESETS, RunConfig, merge, read_config_file  # noqa: E402
 
 DATA_FOLDERS = {"beauty": "amazon-beauty-2014-5core", "sports": "amazon-sports-2014-5core"}
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
@@ -71,16 +76,21 @@ SMOKE = {"data": {"max_users": 100}, "embed": {"behavior": {"max_epochs": 2}, "t
 FINAL = "EAGER-LLM stage 1 + 2"
 
 
+def hardware() -> str:
+    return (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
+            f"threads{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ', no GPU'}")
+
+
 def _run_result(run: RunDir) -> dict:
-    """The test metrics rows, the run record (with its resolved config) and the compute time of a
-    run whose evaluation is current. A run's compute time is the sum of its steps' times as each
-    was computed (the record keeps them), so it is what the run costs from scratch, also when
-    this call reused steps."""
+    """The test metrics rows, the run record (with its resolved config), the compute time and
+    the hardware of a run whose evaluation is current. A run's compute time is the sum of its
+    steps' times as each was computed (the record keeps them), so it is what the run costs from
+    scratch, also when this call reused steps."""
     with open(run.file("evaluate", "metrics.json"), encoding="utf-8") as handle:
         rows = json.load(handle)["rows"]
     record = {**run.record(), "config": run.config.to_dict()}
     seconds = sum(step.get("seconds", 0.0) for step in record["steps"].values())
-    return {"rows": rows, "record": record, "seconds": round(seconds, 1)}
+    return {"rows": rows, "record": record, "seconds": round(seconds, 1), "hardware": hardware()}
 
 
 def run_pipeline(folder: str, values: dict, log) -> dict:
@@ -145,6 +155,68 @@ def collect_seed(args, seed: int) -> dict:
     return results
 
 
+@functools.lru_cache(maxsize=None)
+def _fingerprint(source: str, max_users: int | None, seed: int) -> str:
+    values = {"seed": seed, "data": {"source": source, "max_users": max_users}}
+    return steps.read_data(resolve_values(values)).fingerprint()
+
+
+def _differences(stored: dict, expected: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested config dicts."""
+    out = []
+    for key in sorted(set(stored) | set(expected)):
+        a, b = stored.get(key), expected.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def stale_reason(expected: RunConfig, record: dict) -> str | None:
+    """Why a stored run's record is not a run of ``expected`` (None when it is one): another
+    resolved config, but for where the data folder lay, or other data."""
+    source = expected.data.source
+    stored = resolve_values(merge(record["config"], {"data": {"source": source}}))
+    differing = _differences(stored.to_dict(), expected.to_dict())
+    if differing:
+        return f"its config differs from the pinned one in {', '.join(differing)}"
+    fingerprint = _fingerprint(source, expected.data.max_users, expected.seed)
+    if record.get("data_fingerprint") != fingerprint:
+        return f"its data fingerprint {record.get('data_fingerprint')} is not the data's ({fingerprint})"
+    return None
+
+
+def merged_runs(args, path: str) -> dict[int, dict]:
+    """{seed: {variant: result}} of the runs of these seeds and variants that an earlier
+    results.json holds and that are current for the pinned configs; says on stderr which it
+    skips and why."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            stored = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"--merge {path}: cannot read it ({error})") from None
+    if stored.get("dataset") != args.dataset:
+        raise SystemExit(f"--merge {path}: results of dataset {stored.get('dataset')!r}, not {args.dataset!r}")
+    runs = stored.get("runs")
+    if not isinstance(runs, dict) or any("rows" not in result for seed_runs in runs.values()
+                                         for result in seed_runs.values()):
+        raise SystemExit(f"--merge {path}: its runs lack their metrics rows (written by an older run_quality.py)")
+    out: dict[int, dict] = {}
+    for seed_text, seed_runs in runs.items():
+        seed = int(seed_text)
+        for variant, result in seed_runs.items():
+            if seed not in args.seeds or variant not in args.variants:
+                continue
+            expected = resolve_values(variant_values(args.dataset, variant, seed, args.data_root, args.smoke))
+            reason = stale_reason(expected, result["record"])
+            if reason is None:
+                out.setdefault(seed, {})[variant] = result
+            else:
+                log(f"--merge {path}: seed {seed} {variant} left out: {reason}")
+    return out
+
+
 def summary_rows(per_seed: dict[int, dict]) -> list[tuple[str, list[int], list[dict]]]:
     """(label, seeds, one metrics dict per seed) for every row of the table; each row averages
     the seeds that have its run."""
@@ -179,28 +251,25 @@ def write_results(args, per_seed: dict[int, dict]) -> str:
             for label, seeds, metrics in summary]
     rows += [[f"{name} (published{', LLaMA-7B scale' if name == 'EAGER-LLM' else ''})", "",
               *(f"{v:.4f}" for v in values)] for name, values in PUBLISHED[args.dataset].items()]
-    hours: dict[str, list[float]] = {}
-    for runs in per_seed.values():
-        for variant, result in runs.items():
-            hours.setdefault(variant, []).append(result["seconds"] / 3600)
-    hardware = (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
-                f"threads{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ', no GPU'}")
-    budget = ", ".join(f"{variant} {statistics.mean(h):.2f} h" for variant, h in hours.items())
+    hours = {variant: [runs[variant]["seconds"] / 3600 for runs in per_seed.values() if variant in runs]
+             for variant in args.variants}
+    budget = ", ".join(f"{variant} {statistics.mean(h):.2f} h" for variant, h in hours.items() if h)
+    measured_on = sorted({result["hardware"] for runs in per_seed.values() for result in runs.values()})
     seeds = sorted(per_seed)
+    merges = "".join(f" --merge {path}" for path in args.merge)
     text = "\n".join([
         f"`python benchmarks/quality/run_quality.py --dataset {args.dataset} --seeds {' '.join(map(str, seeds))} "
-        f"--variants {' '.join(args.variants)}{' --smoke' if args.smoke else ''}{' --collect' if args.collect else ''}`"
-        " — test split, full ranking; each row is the mean ± standard deviation over the seeds it lists "
+        f"--variants {' '.join(args.variants)}{' --smoke' if args.smoke else ''}{' --collect' if args.collect else ''}"
+        f"{merges}` — test split, full ranking; each row is the mean ± standard deviation over the seeds it lists "
         "(one seed's value alone has no spread).",
-        f"{'Tabulated on' if args.collect else 'Hardware'}: {hardware}. Compute time per run (sum of its steps, "
-        f"mean over seeds{', as measured where each ran' if args.collect else ''}): {budget}.",
+        f"Runs measured on: {'; '.join(measured_on)}. Compute time per run (sum of its steps, mean over seeds, "
+        f"as measured where each ran): {budget}.",
         "", markdown_table(["", "seeds", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10"], rows), ""])
     atomic_write_json(os.path.join(folder, "results.json"), {
-        "dataset": args.dataset, "seeds": seeds, "smoke": args.smoke, "hardware": hardware,
+        "dataset": args.dataset, "seeds": seeds, "smoke": args.smoke, "hardware": measured_on,
         "rows": {label: {"seeds": row_seeds, "metrics": metrics} for label, row_seeds, metrics in summary},
         "published": {name: dict(zip(METRICS, values)) for name, values in PUBLISHED[args.dataset].items()},
-        "runs": {str(seed): {variant: {"seconds": r["seconds"], "record": r["record"]} for variant, r in runs.items()}
-                 for seed, runs in per_seed.items()}})
+        "runs": {str(seed): dict(sorted(runs.items())) for seed, runs in sorted(per_seed.items())}})
     atomic_write_text(os.path.join(folder, "results.md"), text)
     return text
 
@@ -221,21 +290,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--collect", action="store_true",
                         help="run nothing: tabulate the finished runs of these seeds and variants that are current "
                              "for the pinned configs (a results table that grows run by run)")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="RESULTS_JSON",
+                        help="add the current runs that earlier results.json files hold (a run found in --out, "
+                             "or run now, takes precedence)")
     args = parser.parse_args(argv)
     if args.variants is None:
         args.variants = [v for v in VARIANTS if v != "smollm2" or args.dataset == "beauty"]
     if "full" in args.variants:  # ablations copy the full run's folder
         args.variants = ["full"] + [v for v in args.variants if v != "full"]
-    if args.collect:
-        per_seed = {seed: runs for seed in args.seeds if (runs := collect_seed(args, seed))}
-        if not per_seed:
-            raise SystemExit(f"{os.path.join(args.out, args.dataset)}: no finished run is current for these seeds "
-                             "and variants")
-    else:
-        folder = os.path.join(args.data_root, DATA_FOLDERS[args.dataset])
-        if not os.path.isdir(folder):
-            raise SystemExit(f"{folder}: dataset folder not found (pass --data-root)")
-        per_seed = {seed: run_seed(args, seed, log) for seed in args.seeds}
+    folder = os.path.join(args.data_root, DATA_FOLDERS[args.dataset])
+    if not os.path.isdir(folder) and (args.merge or not args.collect):  # fingerprints need the data
+        raise SystemExit(f"{folder}: dataset folder not found (pass --data-root)")
+    per_seed: dict[int, dict] = {}
+    for path in args.merge:
+        for seed, runs in merged_runs(args, path).items():
+            per_seed.setdefault(seed, {}).update(runs)
+    for seed in args.seeds:
+        runs = collect_seed(args, seed) if args.collect else run_seed(args, seed, log)
+        per_seed.setdefault(seed, {}).update(runs)
+    per_seed = {seed: runs for seed, runs in per_seed.items() if runs}
+    if not per_seed:
+        raise SystemExit(f"{os.path.join(args.out, args.dataset)}: no finished run is current for these seeds "
+                         "and variants")
     print(write_results(args, per_seed))
 
 

@@ -31,7 +31,7 @@ from ..report import final_loss
 from ..tasks import evaluation_prompt_ids, fixed_texts, pad_token_id, training_samples
 from ..train import recall_validation, train_stage
 from ..train.checkpoint import remove_checkpoint
-from .config import ConfigError
+from .config import ConfigError, RunConfig
 from .rundir import RunDir, key_of
 
 STAGES = ("stage1", "stage2")
@@ -85,10 +85,16 @@ def require_current(run: RunDir, name: str) -> None:
 # ----------------------------------------------------------------------------------- data
 
 
+def read_data(config: RunConfig) -> Dataset:
+    """The dataset a config names: its seeded subsample when ``data.max_users`` is set."""
+    dataset = load_dataset(config.data.source)
+    if config.data.max_users is not None:
+        dataset = dataset.subsample(config.data.max_users, config.seed)
+    return dataset
+
+
 def load_data(run: RunDir) -> tuple[Dataset, Split]:
-    dataset = load_dataset(run.config.data.source)
-    if run.config.data.max_users is not None:
-        dataset = dataset.subsample(run.config.data.max_users, run.config.seed)
+    dataset = read_data(run.config)
     return dataset, leave_one_out(dataset)
 
 
