@@ -7,6 +7,7 @@ would carry that onto a results file or a saved model."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -62,12 +63,24 @@ def temporary_folder(parent: str, prefix: str) -> str:
             continue
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
-    """Writes ``tensors`` (contiguous CPU tensors by name) as a safetensors file, atomically."""
+def sha256_of_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> str:
+    """Writes ``tensors`` (contiguous CPU tensors by name) as a safetensors file, atomically;
+    returns the sha256 of what it wrote (hashed before the rename, so a later writer of the same
+    path cannot change it)."""
     from safetensors.torch import save_file
 
     with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata=metadata)
+        digest = sha256_of_file(temporary)
+    return digest
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

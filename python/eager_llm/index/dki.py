@@ -13,7 +13,6 @@ Item i of the data (ids start at 1) is row i - 1 of every tensor here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import string
@@ -25,7 +24,7 @@ from torch import Tensor
 
 import eager_ext
 
-from ..io import atomic_write_json, save_tensors
+from ..io import atomic_write_json, save_tensors, sha256_of_file
 from ._checks import check_dim, check_matrix, check_positive, derive_seed
 from .collisions import (
     check_policy,
@@ -353,7 +352,8 @@ class DualSourceIndex:
             meta, state = quantizer.state()
             quantizers[name] = meta
             tensors.update({f"{name}/{key}": value for key, value in state.items()})
-        digest = _atomic_save_tensors(tensors, os.path.join(directory, TENSORS_FILE))
+        digest = save_tensors(os.path.join(directory, TENSORS_FILE),
+                              {key: value.contiguous().cpu() for key, value in tensors.items()})
         atomic_write_json(os.path.join(directory, META_FILE), {
             "format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict(),
             "quantizers": quantizers, "codebook_sizes": self.codebook_sizes,
@@ -368,7 +368,7 @@ class DualSourceIndex:
         if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
             raise ValueError(f"{directory} does not hold a {FORMAT} v{FORMAT_VERSION} index")
         path = os.path.join(directory, TENSORS_FILE)
-        if _sha256(path) != meta["tensors_sha256"]:
+        if sha256_of_file(path) != meta["tensors_sha256"]:
             raise ValueError(f"{path} does not match the checksum in {META_FILE}")
         tensors = load_file(path)
         quantizers = {}
@@ -444,17 +444,3 @@ def _extra_level_size(config: IndexConfig, extra: Tensor) -> int:
         raise ValueError(f"config.extra_level_size ({config.extra_level_size}) is smaller than the "
                          f"{needed} disambiguation codes the collisions need")
     return config.extra_level_size
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_save_tensors(tensors: dict[str, Tensor], path: str) -> str:
-    """Writes ``tensors`` to ``path`` through a temporary file and a rename; returns its sha256."""
-    save_tensors(path, {key: value.contiguous().cpu() for key, value in tensors.items()})
-    return _sha256(path)
