@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from eager_llm.io import atomic_path, atomic_write_json, atomic_write_text, save_tensors, temporary_folder
+from eager_llm.io import (atomic_path, atomic_write_json, atomic_write_text, publish_cache_folder, save_tensors,
+                          temporary_folder)
 from eager_llm.train.checkpoint import save_checkpoint
 from test_checkpoint import _training_objects
 
@@ -73,3 +74,28 @@ def test_save_tensors_returns_the_sha256_of_the_bytes_it_wrote(tmp_path):
     digest = save_tensors(path, {"x": torch.arange(6.0).view(2, 3)})
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert torch.equal(load_file(str(path))["x"], torch.arange(6.0).view(2, 3))
+
+
+def _filled_folder(path, text: str):
+    path.mkdir()
+    (path / "config.json").write_text(text)
+    return str(path)
+
+
+def test_publish_cache_folder_renames_into_place(tmp_path):
+    publish_cache_folder(_filled_folder(tmp_path / "ours", "ours"), str(tmp_path / "cache"), marker="config.json")
+    assert (tmp_path / "cache" / "config.json").read_text() == "ours" and not (tmp_path / "ours").exists()
+
+
+def test_publish_cache_folder_keeps_the_copy_another_process_published_first(tmp_path):
+    theirs = _filled_folder(tmp_path / "cache", "theirs")
+    publish_cache_folder(_filled_folder(tmp_path / "ours", "ours"), theirs, marker="config.json")
+    assert (tmp_path / "cache" / "config.json").read_text() == "theirs" and not (tmp_path / "ours").exists()
+
+
+def test_publish_cache_folder_refuses_an_incomplete_folder_in_the_way(tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "stray.txt").write_text("not a cache")
+    with pytest.raises(OSError):
+        publish_cache_folder(_filled_folder(tmp_path / "ours", "ours"), str(tmp_path / "cache"), marker="config.json")
+    assert (tmp_path / "ours" / "config.json").exists() and not (tmp_path / "cache" / "config.json").exists()

@@ -7,10 +7,12 @@ would carry that onto a results file or a saved model."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from typing import Iterable, Iterator
 
@@ -61,6 +63,18 @@ def temporary_folder(parent: str, prefix: str) -> str:
             return folder
         except FileExistsError:
             continue
+
+
+def publish_cache_folder(temporary: str, final: str, marker: str) -> None:
+    """Renames the filled folder ``temporary`` onto ``final``. When another process published
+    ``final`` first (it holds ``marker``, the file a complete copy has), ``temporary`` is
+    removed and theirs is kept: two processes may fill the same cache at once."""
+    try:
+        os.replace(temporary, final)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not os.path.exists(os.path.join(final, marker)):
+            raise
+        shutil.rmtree(temporary)
 
 
 def sha256_of_file(path: str | os.PathLike) -> str:

