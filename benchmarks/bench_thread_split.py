@@ -26,7 +26,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_lm_head import beauty_training, quick_mode  # noqa: E402
+from bench_lm_head import BATCH, beauty_training, quick_mode  # noqa: E402
 from common import markdown_table  # noqa: E402
 
 SHAPE = (128, 512, 4, 4)  # hidden, MLP, layers, heads: benchmarks/quality/beauty.yaml's model
@@ -90,7 +90,7 @@ def main() -> None:
               "side by side": f"{cores} runs side by side, 1 thread each"}
     rows = [[labels[name], f"{1000 * median[name] / steps:.0f}", f"{throughput[name]:.2f}",
              f"{throughput[name] / throughput['all']:.2f}x"] for name in labels]
-    print(f"{steps} steps of {64} samples per pass, {rounds - 1} timed rounds after a warm-up; "
+    print(f"{steps} steps of {BATCH} samples per pass, {rounds - 1} timed rounds after a warm-up; "
           f"torch {torch.__version__}, {cores} cores")
     print(markdown_table(["how", "ms / step of one run", "steps/s of the machine", "vs one run on all cores"], rows))
 

@@ -1,16 +1,12 @@
 """Atomic writes: the result appears whole or not at all, and with the permissions a plain
 open() / os.mkdir() gives (the reference: a file and a folder made that way beside it)."""
 
-import hashlib
 import os
 import stat
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from eager_llm.io import (atomic_path, atomic_write_json, atomic_write_text, publish_cache_folder, save_tensors,
-                          temporary_folder)
+from eager_llm.io import atomic_path, atomic_write_json, atomic_write_text, publish_cache_folder, temporary_folder
 from eager_llm.train.checkpoint import save_checkpoint
 from test_checkpoint import _training_objects
 
@@ -67,13 +63,6 @@ def test_folders_get_plain_folder_permissions(tmp_path):
     save_checkpoint(str(tmp_path / "checkpoint"), model, optimizer, scheduler, {"step": 1})
     assert mode_of(tmp_path / "checkpoint") == expected
     assert mode_of(tmp_path / "checkpoint" / "trainable.safetensors") == plain_file_mode(tmp_path)
-
-
-def test_save_tensors_returns_the_sha256_of_the_bytes_it_wrote(tmp_path):
-    path = tmp_path / "t.safetensors"
-    digest = save_tensors(path, {"x": torch.arange(6.0).view(2, 3)})
-    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert torch.equal(load_file(str(path))["x"], torch.arange(6.0).view(2, 3))
 
 
 def _filled_folder(path, text: str):

@@ -22,7 +22,6 @@ machines whose run folders are gone: the published results file is the record.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -155,10 +154,16 @@ def collect_seed(args, seed: int) -> dict:
     return results
 
 
-@functools.lru_cache(maxsize=None)
-def _fingerprint(source: str, max_users: int | None, seed: int) -> str:
-    values = {"seed": seed, "data": {"source": source, "max_users": max_users}}
-    return steps.read_data(resolve_values(values)).fingerprint()
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def data_fingerprint(config: RunConfig) -> str:
+    """The fingerprint of the data ``config`` reads, computed once per dataset (and per seed only
+    where the seed draws a subsample)."""
+    key = (config.data.source, config.data.max_users, config.seed if config.data.max_users is not None else None)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = steps.read_data(config).fingerprint()
+    return _FINGERPRINTS[key]
 
 
 def _differences(stored: dict, expected: dict, prefix: str = "") -> list[str]:
@@ -181,7 +186,7 @@ def stale_reason(expected: RunConfig, record: dict) -> str | None:
     differing = _differences(stored.to_dict(), expected.to_dict())
     if differing:
         return f"its config differs from the pinned one in {', '.join(differing)}"
-    fingerprint = _fingerprint(source, expected.data.max_users, expected.seed)
+    fingerprint = data_fingerprint(expected)
     if record.get("data_fingerprint") != fingerprint:
         return f"its data fingerprint {record.get('data_fingerprint')} is not the data's ({fingerprint})"
     return None

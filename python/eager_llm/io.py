@@ -85,16 +85,12 @@ def sha256_of_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> str:
-    """Writes ``tensors`` (contiguous CPU tensors by name) as a safetensors file, atomically;
-    returns the sha256 of what it wrote (hashed before the rename, so a later writer of the same
-    path cannot change it)."""
+def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """Writes ``tensors`` (contiguous CPU tensors by name) as a safetensors file, atomically."""
     from safetensors.torch import save_file
 
     with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata=metadata)
-        digest = sha256_of_file(temporary)
-    return digest
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -19,12 +19,12 @@ import string
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 import eager_ext
 
-from ..io import atomic_write_json, save_tensors, sha256_of_file
+from ..io import atomic_path, atomic_write_json, sha256_of_file
 from ._checks import check_dim, check_matrix, check_positive, derive_seed
 from .collisions import (
     check_policy,
@@ -352,8 +352,9 @@ class DualSourceIndex:
             meta, state = quantizer.state()
             quantizers[name] = meta
             tensors.update({f"{name}/{key}": value for key, value in state.items()})
-        digest = save_tensors(os.path.join(directory, TENSORS_FILE),
-                              {key: value.contiguous().cpu() for key, value in tensors.items()})
+        with atomic_path(os.path.join(directory, TENSORS_FILE)) as temporary:
+            save_file({key: value.contiguous().cpu() for key, value in tensors.items()}, temporary)
+            digest = sha256_of_file(temporary)  # before the rename: a later writer cannot change it
         atomic_write_json(os.path.join(directory, META_FILE), {
             "format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict(),
             "quantizers": quantizers, "codebook_sizes": self.codebook_sizes,
