@@ -8,6 +8,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+from eager_llm.index import DualSourceIndex
+from eager_llm.pipeline import resolve_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "..", "shared", "data")
@@ -17,6 +21,30 @@ def run_quality(*args: str) -> subprocess.CompletedProcess:
     script = os.path.join(ROOT, "benchmarks", "quality", "run_quality.py")
     return subprocess.run([sys.executable, script, "--dataset", "beauty", "--smoke", "--data-root", DATA, *args],
                           capture_output=True, text=True, timeout=900)
+
+
+def quality_script():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks", "quality"))
+    import run_quality
+
+    return run_quality
+
+
+def test_every_variant_index_holds_the_sports_items():
+    """Each pinned index config fits Sports' 18,357 items (the larger dataset), caught here and
+    not an hour into a run; a slot tree of branch 32 and 2 levels, for one, holds only 1,024."""
+    script = quality_script()
+    built = set()
+    for variant in ("full", *script.ABLATIONS):
+        config = resolve_values(script.variant_values("sports", variant, 0, DATA, smoke=False)).seeded().index
+        if repr(config) in built:
+            continue
+        built.add(repr(config))
+        generator = torch.Generator().manual_seed(0)
+        embeddings = {name: None if getattr(config, name) is None else torch.randn(18_357, 8, generator=generator)
+                      for name in ("semantic", "behavior")}
+        index = DualSourceIndex.build(embeddings["semantic"], embeddings["behavior"], config)
+        assert torch.unique(index.codes, dim=0).shape[0] == 18_357, variant  # every item its own index
 
 
 def read_results(out) -> dict:
@@ -57,9 +85,7 @@ def test_quality_benchmark_smoke_on_beauty(tmp_path, capsys):
 def check_merge(tmp_path, results: dict, capsys) -> None:
     """--merge rebuilds the table from a results file alone (the run folders gone) and leaves out,
     saying why, a stored run whose config or data is not the pinned one's."""
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks", "quality"))
-    import run_quality as script
-
+    script = quality_script()
     stale = json.loads(json.dumps(results))
     stale["runs"]["0"]["no_gct"]["record"]["config"]["stage1"]["lr"] *= 2
     stale["runs"]["0"]["full"]["record"]["data_fingerprint"] = "0" * 16

@@ -45,8 +45,9 @@ ABLATIONS = {
     "semantic_only": {"index": {"behavior": None}},
     "behavior_only": {"index": {"semantic": None}},
     "no_gct": {"stage1": {"gct": False}},
-    "released_tree": {"index": {"semantic": {"quantizer": "balanced_tree"},
-                                "behavior": {"quantizer": "balanced_tree"}}},
+    # The released code's tree: branch 256, a cluster code and a slot code per source.
+    "released_tree": {"index": {"semantic": {"quantizer": "balanced_tree", "codebook_size": 256},
+                                "behavior": {"quantizer": "balanced_tree", "codebook_size": 256}}},
     "rq_kmeans": {"index": {"semantic": {"quantizer": "rq_kmeans"}, "behavior": {"quantizer": "rq_kmeans"}}},
     "response_only": {"tasks": {"history_targets": False}},
     "behavior_first": {"index": {"order": ["behavior", "semantic"]}},
@@ -55,7 +56,7 @@ VARIANTS = ("full", *ABLATIONS, "smollm2")
 LABELS = {"full": "EAGER-LLM small (ours: sub-clustered trees, 2 + 2 codes, history targets)",
           "no_stage2": "ablation: no stage 2",
           "semantic_only": "ablation: semantic-only index", "behavior_only": "ablation: behavior-only index",
-          "no_gct": "ablation: no GCT", "released_tree": "ablation: released-code tree index",
+          "no_gct": "ablation: no GCT", "released_tree": "ablation: released-code tree index (branch 256: cluster + slot)",
           "rq_kmeans": "ablation: RQ-KMeans index", "response_only": "ablation: response-only LM loss (the paper's)",
           "behavior_first": "variant: behavior codes first in the index",
           "smollm2": "EAGER-LLM SmolLM2-135M + LoRA (subsample)"}

@@ -172,7 +172,10 @@ class DualSourceIndex:
         quantizers = {}
         for name, x in inputs.items():
             quantizer = getattr(config, name).quantizer_for(f"config.{name}")
-            quantizers[name] = quantizer.fit(x, seed=derive_seed(config.seed, name))
+            try:
+                quantizers[name] = quantizer.fit(x, seed=derive_seed(config.seed, name))
+            except ValueError as error:  # the quantizer cannot know which source it serves
+                raise ValueError(f"config.{name}: {error}") from error
         raw = torch.cat([quantizer.train_codes for quantizer in quantizers.values()], 1)
         distances = _last_level_distances(quantizers, inputs, raw, row_offset=0)
         codes, _ = resolve_collisions(raw, config.collision_policy, distances)

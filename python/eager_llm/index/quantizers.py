@@ -227,6 +227,13 @@ class BalancedTreeQuantizer(Quantizer):
         x = check_matrix(x, "x")
         if self.branch > x.shape[0]:
             raise ValueError(f"branch ({self.branch}) exceeds the number of items ({x.shape[0]})")
+        if not self.sub_cluster and x.shape[0] > self.branch**self.num_levels:
+            # Balanced clusters make this exact: checked here, before minutes of clustering.
+            raise ValueError(
+                f"{x.shape[0]} items do not fit a slot tree of branch={self.branch} and "
+                f"levels={self.num_levels} (at most branch**levels = {self.branch**self.num_levels}): "
+                "raise levels or branch (an index config's codebook_size)"
+            )
         self.centroids, self.child_offsets = [], []
         nodes = torch.zeros(x.shape[0], dtype=torch.long)
         codes = []
