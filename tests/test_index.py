@@ -212,6 +212,15 @@ def test_tree_encode_follows_the_nearest_centroid_at_each_level():
     assert torch.equal(tree.encode(new), expected)
 
 
+@pytest.mark.parametrize("branch, levels", [(4, 2), (3, 3)])
+def test_a_full_slot_tree_numbers_every_item_within_branch(branch, levels):
+    """At capacity (branch**levels items) every leaf holds exactly branch items: the slots are
+    0..branch-1 in every leaf and no two items share a code."""
+    codes = BalancedTreeQuantizer(branch=branch, levels=levels).fit(gaussian(branch**levels, 2, seed=3)).train_codes
+    assert int(codes.max()) == branch - 1 and int(codes.min()) == 0
+    assert torch.unique(codes, dim=0).shape[0] == branch**levels
+
+
 def test_slot_tree_gives_new_items_the_next_free_slots_then_the_nearest_cluster_with_room():
     x = gaussian(40, 3, seed=11)
     tree = BalancedTreeQuantizer(branch=8, levels=2).fit(x, seed=0)  # 8 clusters of 5

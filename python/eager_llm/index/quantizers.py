@@ -228,7 +228,8 @@ class BalancedTreeQuantizer(Quantizer):
         if self.branch > x.shape[0]:
             raise ValueError(f"branch ({self.branch}) exceeds the number of items ({x.shape[0]})")
         if not self.sub_cluster and x.shape[0] > self.branch**self.num_levels:
-            # Balanced clusters make this exact: checked here, before minutes of clustering.
+            # Exact, as balanced clusters hold floor/ceil of their parent's share: no leaf then
+            # holds more than branch items. Checked before minutes of clustering.
             raise ValueError(
                 f"{x.shape[0]} items do not fit a slot tree of branch={self.branch} and "
                 f"levels={self.num_levels} (at most branch**levels = {self.branch**self.num_levels}): "
@@ -241,7 +242,7 @@ class BalancedTreeQuantizer(Quantizer):
             level_codes, nodes = self._fit_level(x, nodes, derive_seed(seed, level))
             codes.append(level_codes)
         if not self.sub_cluster:
-            codes.append(self._training_slots(nodes))
+            codes.append(_rank_within_groups(nodes))  # fits: checked above
         self.dim = x.shape[1]
         self.train_codes = torch.stack(codes, 1)
         return self
@@ -260,16 +261,6 @@ class BalancedTreeQuantizer(Quantizer):
         self.centroids.append(torch.cat(centroids))
         self.child_offsets.append(torch.tensor(offsets))
         return codes, self.child_offsets[-1][parents] + codes
-
-    def _training_slots(self, leaves: Tensor) -> Tensor:
-        slots = _rank_within_groups(leaves)
-        largest = int(slots.max()) + 1
-        if largest > self.branch:
-            raise ValueError(
-                f"a cluster holds {largest} items but the slot level has only branch={self.branch} "
-                f"codes: raise levels or branch (at most branch**levels items fit)"
-            )
-        return slots
 
     def _descend(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Nearest-centroid path of each row: codes ``[N, cluster_levels]`` and leaf node ids."""
