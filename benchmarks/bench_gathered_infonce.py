@@ -35,7 +35,7 @@ def expanded_infonce(query, table, positive_ids, negative_ids, temperature, vali
     positive_logits = (q * positives).sum(-1, keepdim=True)
     negative_logits = (q.unsqueeze(1) * negatives).sum(-1)
     logits = torch.cat([positive_logits, negative_logits], dim=1) / temperature
-    target = torch.zeros(q.shape[0], dtype=torch.long)
+    target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return F.cross_entropy(logits, target)
 
 

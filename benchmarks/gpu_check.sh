@@ -3,7 +3,9 @@
 #   1. builds the extension with CUDA in place,
 #   2. runs the CUDA tests (CUDA against CPU and the reference),
 #   3. runs compute-sanitizer memcheck on a small case (when available),
-#   4. runs the GPU kernel benchmarks,
+#   4. trains the demo's stage 1 in bf16 and fp32, with the kernels and with the reference ops,
+#      and reports where the loss stops being finite (benchmarks/gpu_train_check.py),
+#   5. runs the GPU kernel benchmarks,
 # and writes full logs plus a Markdown summary to OUTDIR.
 #
 #   bash benchmarks/gpu_check.sh OUTDIR              # on the GPU machine
@@ -11,7 +13,7 @@
 set -uo pipefail
 out="${1:?usage: gpu_check.sh OUTDIR [--cpu-parts]}"
 mode="${2:-gpu}"
-python="${PYTHON:-python}"
+python="${PYTHON:-$(command -v python || command -v python3)}"
 mkdir -p "$out"
 summary="$out/summary.md"
 failures=0
@@ -45,7 +47,11 @@ if [ "$mode" = "--cpu-parts" ]; then
   step kernel_bench 600 "$python" benchmarks/bench_cuda.py --device cpu --quick
 else
   export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
-  step build 300 env EAGER_EXT_CUDA=1 MAX_JOBS=16 "$python" -m pip install -q --no-build-isolation --no-deps -e .
+  # The system compiler: by default the build on the H200 image picked up a GCC under /opt/gcc
+  # that links parts of its own libstdc++ into the extension, and that copy crashed (SIGSEGV)
+  # whenever an error message formatted a number.
+  step build 300 env EAGER_EXT_CUDA=1 MAX_JOBS=16 CC=gcc CXX=g++ LDSHARED="g++ -shared" \
+    LDCXXSHARED="g++ -shared" "$python" -m pip install -q --no-build-isolation --no-deps -e .
   step cuda_tests 180 "$python" -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py
   if command -v compute-sanitizer >/dev/null || [ -x "$CUDA_HOME/bin/compute-sanitizer" ]; then
     sanitizer="$(command -v compute-sanitizer || echo "$CUDA_HOME/bin/compute-sanitizer")"
@@ -53,6 +59,7 @@ else
   else
     echo "| memcheck | skipped: compute-sanitizer not found | - |" >>"$summary"
   fi
+  step train_check 240 "$python" benchmarks/gpu_train_check.py "$(mktemp -d)"
   step kernel_bench 240 "$python" benchmarks/bench_cuda.py --device cuda
 fi
 
@@ -63,6 +70,10 @@ fi
   echo '```'
   tail -n 5 "$out/cuda_tests.log" 2>/dev/null
   echo '```'
+  echo
+  echo "## Training check"
+  echo
+  grep '^|' "$out/train_check.log" 2>/dev/null | tail -n 6
   echo
   echo "## Benchmarks"
   cat "$out/kernel_bench.log" 2>/dev/null

@@ -1,6 +1,9 @@
 """CUDA kernels against the CPU kernels (and the reference) on random inputs and the edge cases
 of the CPU tests. Skipped without a GPU and an extension built with CUDA."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -61,8 +64,33 @@ def test_summary_gather_cuda(dtype):
     positions = torch.tensor([0, 8, 3, 3, 1, 8, 0])
     out = eager_ext.summary_gather(hidden.to(CUDA), positions.to(CUDA))
     assert torch.equal(out.cpu(), reference.summary_gather(hidden, positions))
-    with pytest.raises(IndexError, match="out of range"):
-        eager_ext.summary_gather(hidden.to(CUDA), torch.tensor([0, 9, 0, 0, 0, 0, 0], device=CUDA))
+
+
+# Each call must raise the named error. They run in a child process each, so that a crash (the
+# first GPU run segfaulted on the summary_gather one) fails its own case, not the whole session;
+# the CPU cases tell a CUDA-only crash from one of the error path itself.
+BAD_CALLS = {
+    "summary_gather_grad": ("IndexError", "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d, requires_grad=True),"
+                                          " torch.tensor([0, 5], device=d))"),
+    "summary_gather": ("IndexError", "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d), torch.tensor([0, 5], device=d))"),
+    "summary_gather_dtype": ("TypeError", "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d),"
+                                          " torch.tensor([0, 1], dtype=torch.int32, device=d))"),
+    "gathered_infonce_grad": ("IndexError", "eager_ext.gathered_infonce(torch.randn(2, 4, device=d, requires_grad=True),"
+                                            " torch.randn(5, 4, device=d), torch.tensor([0, 5], device=d),"
+                                            " torch.tensor([1, 2], device=d), 0.1)"),
+    "rq_encode_shape": ("ValueError", "eager_ext.rq_encode(torch.randn(3, 4, device=d), torch.randn(2, 2, 5, device=d))"),
+}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("case", list(BAD_CALLS))
+def test_bad_input_raises_instead_of_crashing(case, device):
+    error, call = BAD_CALLS[case]
+    code = (f"import torch, eager_ext\nd = {device!r}\ntry:\n    {call}\n"
+            f"except {error} as caught:\n    print('raised', caught)\nelse:\n    print('no error')\n")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0 and child.stdout.startswith("raised"), \
+        f"exit {child.returncode}\nstdout: {child.stdout}\nstderr: {child.stderr[-3000:]}"
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -76,7 +104,7 @@ def test_gathered_infonce_cuda_matches_cpu(b, m, e, dtype):
     valid = torch.rand(b, generator=g) < 0.7
     results = []
     for device in ["cpu", CUDA]:
-        q = query.to(device).requires_grad_(True)
+        q = query.detach().to(device).requires_grad_(True)  # a fresh leaf on each device
         loss = eager_ext.gathered_infonce(q, table.to(device), positive_ids.to(device), negative_ids.to(device),
                                           0.1, valid.to(device))
         loss.backward()
