@@ -35,6 +35,16 @@ def test_loss_decreases(tmp_path):
     assert all("gct_semantic" in h and "gct_behavior" in h and "lm" in h for h in history)
 
 
+def test_stages_of_different_precision_train_in_one_process(tmp_path):
+    # accelerate allows one precision per process unless told otherwise; the pipeline trains
+    # stage 1 and stage 2 in one process, and on a GPU "auto" means bf16.
+    eager, tokenizer, samples = problem(num_users=8)
+    for precision in ["no", "bf16"]:
+        config = StageConfig(epochs=1, batch_size=16, checkpoint_every=100, max_length=128, mixed_precision=precision)
+        history = train_stage(eager, tokenizer, samples, config, str(tmp_path / precision), progress=False).history
+        assert history and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+
+
 def test_stage2_changes_only_the_adapter_embeddings_and_head(tmp_path):
     eager, tokenizer, samples = problem()
     config = stage2(lr=1e-2, batch_size=16, max_length=128, checkpoint_every=100, mixed_precision="no",

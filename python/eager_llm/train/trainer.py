@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
@@ -54,6 +55,19 @@ def _precision(requested: str) -> str:
     if requested != "auto":
         return requested
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _accelerator(config: StageConfig) -> Accelerator:
+    precision = _precision(config.mixed_precision)
+    # accelerate fixes one precision per process and refuses another; but a process may train
+    # several stages (the pipeline trains stage 1 then stage 2), each with its own precision.
+    # The reset keeps the process group.
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    # cpu=True without a GPU is what makes accelerate run torchrun'd CPU processes as one
+    # gloo group (otherwise each would train alone).
+    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
+                       gradient_accumulation_steps=config.grad_accumulation)
 
 
 # Samples are sorted by length within windows of this many global batches.
@@ -110,10 +124,7 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
     if not config.gct:
         for parameter in eager.projectors.parameters():
             parameter.requires_grad_(False)
-    # cpu=True without a GPU is what makes accelerate run torchrun'd CPU processes as one
-    # gloo group (otherwise each would train alone).
-    accelerator = Accelerator(mixed_precision=_precision(config.mixed_precision), cpu=not torch.cuda.is_available(),
-                              gradient_accumulation_steps=config.grad_accumulation)
+    accelerator = _accelerator(config)
     parameters = [p for p in eager.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     global_batch = config.batch_size * accelerator.num_processes * config.grad_accumulation
