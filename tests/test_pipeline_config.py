@@ -32,6 +32,11 @@ def test_task_ratios_are_laid_over_the_defaults():
 def test_overrides_are_read_as_yaml_values():
     assert parse_override("stage1.lr=1e-4") == {"stage1": {"lr": 1e-4}}
     assert parse_override("stage1.gct=false") == {"stage1": {"gct": False}}
+    # YAML 1.1 would read `no` as False; a string field must get the word, a bool field the bool.
+    words = resolve_values(merge(parse_override("stage1.mixed_precision=no"), parse_override("stage2.gct=off")))
+    assert words.stage1.mixed_precision == "no" and words.stage2.gct is False
+    with pytest.raises(ConfigError, match="quote it"):
+        resolve_values({"stage1": {"mixed_precision": False}})  # a YAML file's unquoted `no`
     assert parse_override("evaluate.ks=[1, 10]") == {"evaluate": {"ks": [1, 10]}}
     assert parse_override("index.semantic=null") == {"index": {"semantic": None}}
     config = resolve_values(merge(parse_override("evaluate.ks=[1, 10]"), parse_override("index.semantic=null")))

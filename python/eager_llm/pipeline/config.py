@@ -159,6 +159,11 @@ def _allows_none(annotation) -> bool:
     return isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation)
 
 
+# Words that YAML 1.1 reads as booleans; parse_override keeps them as words, so that
+# `mixed_precision=no` stays a string and `gct=no` still means False.
+YAML_WORD_BOOLEANS = {"yes": True, "y": True, "on": True, "no": False, "n": False, "off": False}
+
+
 def _scalar_types(annotation) -> tuple[type, ...]:
     options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     return tuple(typing.get_origin(option) or option for option in options if option is not type(None))
@@ -181,6 +186,11 @@ def _convert(annotation, value, key: str):
         return float(value)
     if int in allowed and isinstance(value, bool):
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if bool in allowed and isinstance(value, str) and value.lower() in YAML_WORD_BOOLEANS:
+        return YAML_WORD_BOOLEANS[value.lower()]
+    if str in allowed and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a string, got {value!r} (YAML reads an unquoted no/yes/on/off as a "
+                          f"boolean: quote it, e.g. \"no\")")
     if allowed and not isinstance(value, allowed):
         names = " or ".join(t.__name__ for t in allowed)
         raise ConfigError(f"{key}: expected {names}, got {value!r}")
@@ -234,6 +244,8 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        value = raw.strip()  # YAML 1.1 reads no/yes/on/off as booleans; here they stay words
     value = _floats_from_strings(value)
     for part in reversed(parts):
         value = {part: value}
