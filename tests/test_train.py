@@ -45,6 +45,37 @@ def test_stages_of_different_precision_train_in_one_process(tmp_path):
         assert history and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
 
 
+def _poison_losses(eager, calls_to_poison):
+    """Makes the model's loss NaN on the given (1-based) forward calls."""
+    forward, calls = eager.forward, [0]
+
+    def poisoned(batch, **kwargs):
+        terms = forward(batch, **kwargs)
+        calls[0] += 1
+        return {**terms, "loss": terms["loss"] * float("nan")} if calls[0] in calls_to_poison else terms
+
+    eager.forward = poisoned
+
+
+def test_a_non_finite_step_is_skipped_and_recorded(tmp_path):
+    eager, tokenizer, samples = problem(num_users=8)
+    _poison_losses(eager, {2})
+    config = StageConfig(epochs=1, batch_size=8, checkpoint_every=100, max_length=128, mixed_precision="no")
+    with pytest.warns(RuntimeWarning, match="step 2: non-finite loss or gradient, update skipped"):
+        history = train_stage(eager, tokenizer, samples, config, str(tmp_path), progress=False).history
+    assert [bool(h.get("skipped_update")) for h in history[:3]] == [False, True, False]
+    assert all(torch.isfinite(p).all() for p in eager.parameters())
+    assert torch.isfinite(torch.tensor(history[-1]["loss"]))
+
+
+def test_a_diverged_run_stops_with_a_clear_error(tmp_path):
+    eager, tokenizer, samples = problem(num_users=8)
+    _poison_losses(eager, set(range(3, 1000)))
+    config = StageConfig(epochs=1, batch_size=1, checkpoint_every=1000, max_length=128, mixed_precision="no")
+    with pytest.warns(RuntimeWarning), pytest.raises(FloatingPointError, match="last 10 updates .*to step 12"):
+        train_stage(eager, tokenizer, samples, config, str(tmp_path), progress=False)
+
+
 def test_stage2_changes_only_the_adapter_embeddings_and_head(tmp_path):
     eager, tokenizer, samples = problem()
     config = stage2(lr=1e-2, batch_size=16, max_length=128, checkpoint_every=100, mixed_precision="no",

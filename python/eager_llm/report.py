@@ -23,7 +23,7 @@ STEP_COMMANDS = {
 }
 
 # History keys that are not loss terms.
-_NOT_LOSS_KEYS = {"step", "epoch", "lr", "tokens"}
+_NOT_LOSS_KEYS = {"step", "epoch", "lr", "tokens", "skipped_update"}
 _METRIC_KEY = re.compile(r"^(recall|ndcg)@(\d+)$", re.IGNORECASE)
 
 
@@ -317,8 +317,10 @@ def _training_section(report: _Report, run_dir: str) -> None:
 
 def final_loss(history: list[dict]) -> float | None:
     """The mean loss over the last 10 % of optimizer steps (length-grouped batches make single
-    steps differ by task and length, so the last step alone says little)."""
-    losses = [record["loss"] for record in history if record.get("loss") is not None]
+    steps differ by task and length, so the last step alone says little), leaving out steps
+    whose update was skipped for a non-finite loss or gradient."""
+    losses = [record["loss"] for record in history if record.get("loss") is not None
+              and not record.get("skipped_update")]
     if not losses:
         return None
     tail = losses[-max(1, math.ceil(len(losses) / 10)):]

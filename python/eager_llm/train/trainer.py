@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -68,6 +69,29 @@ def _accelerator(config: StageConfig) -> Accelerator:
     # gloo group (otherwise each would train alone).
     return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
                        gradient_accumulation_steps=config.grad_accumulation)
+
+
+# A run stops after this many updates in a row were skipped for non-finite gradients.
+MAX_SKIPPED_IN_A_ROW = 10
+
+
+def _clip_and_check_gradients(accelerator: Accelerator, parameters: list, max_grad_norm: float) -> bool:
+    """Clips the gradients to ``max_grad_norm`` (none when 0) and says whether their norm is
+    finite. One NaN or infinite gradient would turn every weight into NaN at the update, and
+    without loss scaling (fp32, bf16) nothing else catches it. The norm is of the synchronised
+    gradients, so every process decides alike."""
+    norm = accelerator.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm > 0 else math.inf)
+    return norm is None or bool(torch.isfinite(norm))
+
+
+def _note_skipped_update(step: int, in_a_row: int, config: StageConfig) -> int:
+    if in_a_row >= MAX_SKIPPED_IN_A_ROW:
+        raise FloatingPointError(
+            f"training diverged: the last {in_a_row} updates (to step {step}) had a non-finite loss or gradient "
+            f"with mixed_precision={config.mixed_precision!r} and lr={config.lr}; try mixed_precision='no' or a "
+            "lower lr")
+    warnings.warn(f"step {step}: non-finite loss or gradient, update skipped", RuntimeWarning, stacklevel=2)
+    return in_a_row
 
 
 # Samples are sorted by length within windows of this many global batches.
@@ -157,6 +181,7 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
             save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, progress_state)
         accelerator.wait_for_everyone()
 
+    skipped_in_a_row = 0
     for epoch in range(state["epoch"], config.epochs):
         order = _epoch_order(len(samples), config.seed, epoch, lengths, global_batch)
         first_step = state["step_in_epoch"] if epoch == state["epoch"] else 0
@@ -165,7 +190,7 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
             chunk = order[step * global_batch : (step + 1) * global_batch]
             shares = _micro_batches(chunk, accelerator.num_processes, config.grad_accumulation,
                                     accelerator.process_index)
-            sums, tokens = {}, torch.zeros(())
+            sums, tokens, skipped = {}, torch.zeros(()), False
             for share in shares:
                 # An empty share still runs one (zero-weighted) sample, so every process takes
                 # part in every collective.
@@ -175,9 +200,10 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
                 with accelerator.accumulate(model):
                     terms = model(batch, generator=_negatives_generator(config.seed, result.steps), gct=config.gct)
                     accelerator.backward(terms["loss"] * weight)
-                    if accelerator.sync_gradients and config.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
-                    optimizer.step()
+                    if accelerator.sync_gradients:
+                        skipped = not _clip_and_check_gradients(accelerator, parameters, config.max_grad_norm)
+                    if not skipped:
+                        optimizer.step()
                     optimizer.zero_grad()
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + value.detach().float() * weight / len(shares)
@@ -191,6 +217,11 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
             elapsed = max(time.time() - started, 1e-9)
             entry = {"step": result.steps, "epoch": epoch, **logged, "lr": scheduler.get_last_lr()[0],
                      "tokens": seen_tokens}
+            if skipped:
+                entry["skipped_update"] = True
+                skipped_in_a_row = _note_skipped_update(result.steps, skipped_in_a_row + 1, config)
+            else:
+                skipped_in_a_row = 0
             result.history.append(entry)
             bar.update(1)
             bar.set_postfix(loss=f"{logged['loss']:.4f}", tokens_per_s=f"{run_tokens / elapsed:.0f}")
