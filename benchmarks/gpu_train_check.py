@@ -92,15 +92,16 @@ def main() -> int:
             lines.append(f"| {name} | failed: see the output above | | | | | | | |")
             diverged.append(name)
             continue
-        lines.append(f"| {name} | {len(history)} | {first_step_terms(history)} | {first_non_finite(history)} | {loss_at(history, 10)} | "
+        non_finite = first_non_finite(history)
+        lines.append(f"| {name} | {len(history)} | {first_step_terms(history)} | {non_finite} | {loss_at(history, 10)} | "
                      f"{loss_at(history, 50)} | {loss_at(history, 100)} | {history[-1]['loss']:.3f} | "
                      f"{time.time() - started:.0f} |")
         print(lines[-1], flush=True)
-        if first_non_finite(history) != "none":
+        if non_finite != "none":
             diverged.append(name)
     print("\n".join(lines))
     if diverged:
-        print(f"non-finite loss in: {', '.join(diverged)}")
+        print(f"failed or non-finite loss in: {', '.join(diverged)}")
     return 1 if diverged else 0
 
 

@@ -66,30 +66,35 @@ def test_summary_gather_cuda(dtype):
     assert torch.equal(out.cpu(), reference.summary_gather(hidden, positions))
 
 
-# Each call must raise the named error. They run in a child process each, so that a crash (the
-# first GPU run segfaulted on the summary_gather one) fails its own case, not the whole session;
-# the CPU cases tell a CUDA-only crash from one of the error path itself.
+# Each call must raise the named error with the given words. They run in a child process each, so
+# that a crash (the first GPU run segfaulted on the summary_gather one) fails its own case, not
+# the whole session; the CPU cases tell a CUDA-only crash from one of the error path itself.
 BAD_CALLS = {
-    "summary_gather_grad": ("IndexError", "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d, requires_grad=True),"
-                                          " torch.tensor([0, 5], device=d))"),
-    "summary_gather": ("IndexError", "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d), torch.tensor([0, 5], device=d))"),
-    "summary_gather_dtype": ("TypeError", "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d),"
-                                          " torch.tensor([0, 1], dtype=torch.int32, device=d))"),
-    "gathered_infonce_grad": ("IndexError", "eager_ext.gathered_infonce(torch.randn(2, 4, device=d, requires_grad=True),"
-                                            " torch.randn(5, 4, device=d), torch.tensor([0, 5], device=d),"
-                                            " torch.tensor([1, 2], device=d), 0.1)"),
-    "rq_encode_shape": ("ValueError", "eager_ext.rq_encode(torch.randn(3, 4, device=d), torch.randn(2, 2, 5, device=d))"),
+    "summary_gather_grad": ("IndexError", "positions[1] = 5 is out of range",
+                            "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d, requires_grad=True),"
+                            " torch.tensor([0, 5], device=d))"),
+    "summary_gather": ("IndexError", "positions[1] = 5 is out of range",
+                       "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d), torch.tensor([0, 5], device=d))"),
+    "summary_gather_dtype": ("TypeError", "positions must be int64",
+                             "eager_ext.summary_gather(torch.randn(2, 5, 3, device=d),"
+                             " torch.tensor([0, 1], dtype=torch.int32, device=d))"),
+    "gathered_infonce_grad": ("IndexError", "positive_ids[1] = 5 is out of range",
+                              "eager_ext.gathered_infonce(torch.randn(2, 4, device=d, requires_grad=True),"
+                              " torch.randn(5, 4, device=d), torch.tensor([0, 5], device=d),"
+                              " torch.tensor([1, 2], device=d), 0.1)"),
+    "rq_encode_shape": ("ValueError", "has D = 5 but x [N, D] has D = 4",
+                        "eager_ext.rq_encode(torch.randn(3, 4, device=d), torch.randn(2, 2, 5, device=d))"),
 }
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("case", list(BAD_CALLS))
 def test_bad_input_raises_instead_of_crashing(case, device):
-    error, call = BAD_CALLS[case]
+    error, words, call = BAD_CALLS[case]
     code = (f"import torch, eager_ext\nd = {device!r}\ntry:\n    {call}\n"
             f"except {error} as caught:\n    print('raised', caught)\nelse:\n    print('no error')\n")
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert child.returncode == 0 and child.stdout.startswith("raised"), \
+    assert child.returncode == 0 and child.stdout.startswith("raised") and words in child.stdout, \
         f"exit {child.returncode}\nstdout: {child.stdout}\nstderr: {child.stderr[-3000:]}"
 
 

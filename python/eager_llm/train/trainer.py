@@ -84,14 +84,13 @@ def _clip_and_check_gradients(accelerator: Accelerator, parameters: list, max_gr
     return norm is None or bool(torch.isfinite(norm))
 
 
-def _note_skipped_update(step: int, in_a_row: int, config: StageConfig) -> int:
+def _note_skipped_update(step: int, in_a_row: int, config: StageConfig) -> None:
     if in_a_row >= MAX_SKIPPED_IN_A_ROW:
         raise FloatingPointError(
             f"training diverged: the last {in_a_row} updates (to step {step}) had a non-finite loss or gradient "
             f"with mixed_precision={config.mixed_precision!r} and lr={config.lr}; try mixed_precision='no' or a "
             "lower lr")
     warnings.warn(f"step {step}: non-finite loss or gradient, update skipped", RuntimeWarning, stacklevel=2)
-    return in_a_row
 
 
 # Samples are sorted by length within windows of this many global batches.
@@ -219,7 +218,8 @@ def train_stage(eager: EagerLLM, tokenizer, samples: list[TaskSample], config: S
                      "tokens": seen_tokens}
             if skipped:
                 entry["skipped_update"] = True
-                skipped_in_a_row = _note_skipped_update(result.steps, skipped_in_a_row + 1, config)
+                skipped_in_a_row += 1
+                _note_skipped_update(result.steps, skipped_in_a_row, config)
             else:
                 skipped_in_a_row = 0
             result.history.append(entry)
