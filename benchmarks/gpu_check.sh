@@ -59,7 +59,7 @@ else
   else
     echo "| memcheck | skipped: compute-sanitizer not found | - |" >>"$summary"
   fi
-  step train_check 240 "$python" benchmarks/gpu_train_check.py "$(mktemp -d)"
+  step train_check 300 "$python" benchmarks/gpu_train_check.py "$(mktemp -d)"
   step kernel_bench 240 "$python" benchmarks/bench_cuda.py --device cuda
 fi
 
@@ -73,7 +73,7 @@ fi
   echo
   echo "## Training check"
   echo
-  grep '^|' "$out/train_check.log" 2>/dev/null | tail -n 6
+  grep '^|' "$out/train_check.log" 2>/dev/null | tail -n 7
   echo
   echo "## Benchmarks"
   cat "$out/kernel_bench.log" 2>/dev/null
