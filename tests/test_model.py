@@ -94,7 +94,7 @@ def alone(model, prompt, response):
     return -picked.mean(), output.hidden_states[-1][0, -1]
 
 
-@pytest.mark.parametrize("architecture", ["llama", "gpt2", "gemma2"])
+@pytest.mark.parametrize("architecture", ["llama", "phi3", "gpt2", "gemma2"])
 def test_loss_terms_match_each_sample_run_alone(architecture):
     """The padded batch, its position ids and the LM head (on response tokens, or on a window)
     give what each sample gives unpadded with the full head; GCT matches the plain-torch

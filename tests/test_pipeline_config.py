@@ -53,6 +53,8 @@ def test_overrides_are_read_as_yaml_values():
     ({"stage1": {"epochs": True}}, "stage1.epochs: expected an integer"),
     ({"stage1": {"epochs": 0}}, "StageConfig.epochs must be an integer >= 1"),
     ({"model": {"token_init": "zeros"}}, "model.token_init"),
+    ({"model": {"dropout": 1.0}}, "model.dropout must lie in"),
+    ({"model": {"backbone": "smollm2", "dropout": 0.1}}, "model.dropout applies to the tiny backbone only"),
     ({"model": {"backbone": "/no/such/model"}}, "model.backbone"),
     ({"evaluate": {"ks": [50]}}, "exceeds evaluate.num_beams"),
     ({"index": {"semantic": None, "behavior": None}}, "at least one source"),
@@ -74,6 +76,26 @@ def test_the_default_index_order_keeps_the_step_keys_of_earlier_runs():
     assert _section(config) == before_the_option
     assert "order" not in IndexConfig(order=["semantic", "behavior"]).to_dict()
     assert _section(dataclasses.replace(config, order=("behavior", "semantic")))["order"] == ["behavior", "semantic"]
+
+
+def test_the_model_dropout_reaches_the_tiny_model_and_keeps_the_keys_of_runs_without_it():
+    from types import SimpleNamespace
+
+    from transformers import LlamaForCausalLM, Phi3ForCausalLM
+
+    from eager_llm.pipeline.steps import _backbone, _section
+
+    plain = RunConfig().model
+    before_the_option = dataclasses.asdict(plain)
+    del before_the_option["dropout"]
+    assert _section(plain) == before_the_option
+    assert _section(dataclasses.replace(plain, dropout=0.1))["dropout"] == 0.1
+
+    config = resolve_values(parse_override("model.dropout=0.2"))
+    model, _ = _backbone(SimpleNamespace(config=config), ["red lipstick"])
+    assert isinstance(model, Phi3ForCausalLM) and model.config.resid_pdrop == 0.2
+    model, _ = _backbone(SimpleNamespace(config=RunConfig()), ["red lipstick"])
+    assert type(model) is LlamaForCausalLM
 
 
 def test_the_run_seed_reaches_every_step_and_the_config_round_trips():

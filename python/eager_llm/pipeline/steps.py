@@ -191,7 +191,7 @@ def _backbone(run: RunDir, titles: list[str]):
             texts += list(read_preferences(run.config.data.preferences).values())
         tokenizer = word_tokenizer(texts)
         model = tiny_llama(tokenizer, settings.hidden_size, settings.intermediate_size, settings.layers, settings.heads,
-                           seed=run.config.seed)
+                           dropout=settings.dropout, seed=run.config.seed)
         return model, tokenizer
     model, tokenizer = smollm2() if settings.backbone == "smollm2" else pretrained(settings.backbone)
     if tokenizer.pad_token_id is None:
