@@ -1,5 +1,6 @@
 """The quality benchmark's smoke version on the real Amazon files (skipped without ../shared/data):
-100 Beauty users, one epoch, through the same script and pinned config as the full benchmark."""
+100 Beauty users, one epoch, through the same script and pinned config as the full benchmark;
+and checks, needing no data, on the pinned configs and the committed results."""
 
 import json
 import os
@@ -111,3 +112,22 @@ def check_merge(tmp_path, results: dict, capsys) -> None:
         merge("old", "empty-too")
     # The run folders of --out take precedence over a stale file's runs of the same seed.
     assert merge("stale", ".")["rows"] == results["rows"]
+
+
+def table_rows(path: str) -> list[list[str]]:
+    """The cells of every data row of every Markdown table in a file, header and rule left out."""
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle if line.lstrip().startswith("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return [row for row in rows if row[1:2] != ["seeds"] and not set(row[0]) <= set("-")]
+
+
+@pytest.mark.parametrize("dataset", ["beauty", "sports"])
+def test_benchmarks_md_quotes_every_committed_quality_row(dataset):
+    """BENCHMARKS.md copies the committed results tables by hand (with longer labels), so a run
+    merged into results/ but not into BENCHMARKS.md, or a row mistyped, shows up here."""
+    quoted = {tuple(row[1:]) for row in table_rows(os.path.join(ROOT, "BENCHMARKS.md"))}
+    results = table_rows(os.path.join(ROOT, "benchmarks", "quality", "results", f"{dataset}.md"))
+    assert len(results) >= 5
+    missing = [" | ".join(row) for row in results if tuple(row[1:]) not in quoted]
+    assert not missing, f"rows of results/{dataset}.md not in BENCHMARKS.md:\n" + "\n".join(missing)
