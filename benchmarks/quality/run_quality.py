@@ -51,6 +51,9 @@ ABLATIONS = {
     "rq_kmeans": {"index": {"semantic": {"quantizer": "rq_kmeans"}, "behavior": {"quantizer": "rq_kmeans"}}},
     "response_only": {"tasks": {"history_targets": False}},
     "behavior_first": {"index": {"order": ["behavior", "semantic"]}},
+    # Do the two index changes that scored highest on Beauty add up?
+    "behavior_first_rq_kmeans": {"index": {"order": ["behavior", "semantic"], "semantic": {"quantizer": "rq_kmeans"},
+                                           "behavior": {"quantizer": "rq_kmeans"}}},
     # The SASRec baseline trains with dropout, the small Llama has none (BENCHMARKS.md).
     "dropout": {"model": {"dropout": 0.1}},
 }
@@ -61,6 +64,7 @@ LABELS = {"full": "EAGER-LLM small (ours: sub-clustered trees, 2 + 2 codes, hist
           "no_gct": "ablation: no GCT", "released_tree": "ablation: released-code tree index (branch 256: cluster + slot)",
           "rq_kmeans": "ablation: RQ-KMeans index", "response_only": "ablation: response-only LM loss (the paper's)",
           "behavior_first": "variant: behavior codes first in the index",
+          "behavior_first_rq_kmeans": "variant: behavior codes first and an RQ-KMeans index",
           "dropout": "variant: dropout 0.1 in the small LM (residual branches and attention)",
           "smollm2": "EAGER-LLM SmolLM2-135M + LoRA (subsample)"}
 # METHOD.md section 1 (R@5, R@10, N@5, N@10), the paper's numbers at LLaMA-7B scale.
